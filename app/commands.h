@@ -1,0 +1,18 @@
+// Each `kandil` subcommand registers itself on the CLI11 app; main() runs the selected one.
+// A command parses flags, calls the engine through include/kandil/*, and renders text or --json.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace kandil::app {
+
+// Returned callbacks run after parsing and give the process exit code.
+using CommandFn = std::function<int()>;
+
+void register_info(CLI::App& app, CommandFn& selected);
+void register_tokenize(CLI::App& app, CommandFn& selected);
+void register_run(CLI::App& app, CommandFn& selected);
+void register_perplexity(CLI::App& app, CommandFn& selected);
+
+}  // namespace kandil::app

@@ -1,0 +1,22 @@
+#include <cstdio>
+
+#include "app/commands.h"
+#include "kandil/log.h"
+
+int main(int argc, char** argv) {
+  kandil::log::init_from_env();
+  CLI::App app{"kandil: local-first inference and fine-tuning engine"};
+  app.set_version_flag("--version", std::string("kandil ") + KANDIL_VERSION);
+  app.require_subcommand(1);
+  kandil::app::CommandFn selected;
+  kandil::app::register_info(app, selected);
+  kandil::app::register_tokenize(app, selected);
+  kandil::app::register_run(app, selected);
+  kandil::app::register_perplexity(app, selected);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return selected ? selected() : 1;
+}

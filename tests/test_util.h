@@ -1,0 +1,54 @@
+// Shared helpers for the test suite.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <unistd.h>
+
+namespace kandil::testing {
+
+// Fixture folder: $KANDIL_FIXTURES, else ../shared/fixtures beside the source tree.
+inline std::string fixtures_dir() {
+  if (const char* env = std::getenv("KANDIL_FIXTURES"); env && *env) return env;
+  return std::string(KANDIL_SOURCE_DIR) + "/../shared/fixtures";
+}
+
+inline std::string fixture(const std::string& relative) { return fixtures_dir() + "/" + relative; }
+
+inline bool has_fixture(const std::string& relative) {
+  return std::filesystem::exists(fixture(relative));
+}
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A per-test scratch directory under the system temp dir.
+inline std::string temp_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  auto dir = std::filesystem::temp_directory_path() /
+             (std::string("kandil-test-") + info->test_suite_name() + "-" + info->name() + "-" +
+              std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+}  // namespace kandil::testing
+
+// Skips the current test with a visible message when a fixture is absent.
+#define KANDIL_REQUIRE_FIXTURE(relative)                                                   \
+  do {                                                                                     \
+    if (!::kandil::testing::has_fixture(relative)) {                                       \
+      GTEST_SKIP() << "fixture " << ::kandil::testing::fixture(relative)                   \
+                   << " not found (set KANDIL_FIXTURES to the shared fixtures folder)";   \
+    }                                                                                      \
+  } while (0)
