@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <deque>
 #include <random>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -34,10 +36,16 @@ class Sampler {
   TokenId sample(const float* logits);
   // Records a token in the penalty history (prompt tokens too, as llama.cpp does).
   void accept(TokenId token);
+  // Applies the first two stages of the chain (logit bias, then penalties over the recent
+  // history) in place to n_vocab logits: what sample() works on. Exposed for tests and tools.
+  void apply_bias_and_penalties(float* logits);
   void reset();
   const SamplingParams& params() const { return params_; }
 
  private:
+  template <class LogitRef>
+  void bias_and_penalize(LogitRef&& logit);
+
   SamplingParams params_;
   int32_t n_vocab_;
   std::mt19937 rng_;
@@ -59,10 +67,12 @@ class StopMatcher {
   explicit StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
   std::string feed(std::string_view text, bool& stopped);
   std::string flush();  // held-back text at the end (no stop string occurred)
+  bool stopped() const { return stopped_; }
 
  private:
   std::vector<std::string> stops_;
   std::string held_;
+  bool stopped_ = false;  // once a stop string occurred, feed() emits nothing more
 };
 
 }  // namespace kandil

@@ -78,13 +78,17 @@ class Tokenizer {
 // the bytes of a character split across tokens.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  // special: render control tokens as their text (token_to_piece's `special`).
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool special = false)
+      : tokenizer_(tokenizer), special_(special) {}
+  // Appends the token's piece; returns the text that is now complete.
   std::string push(TokenId id);
   // Whatever is held back (possibly an invalid UTF-8 fragment) at the end of generation.
   std::string flush();
 
  private:
   const Tokenizer& tokenizer_;
+  bool special_ = false;
   std::string pending_;
 };
 

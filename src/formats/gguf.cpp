@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <unordered_set>
@@ -18,6 +19,10 @@ namespace {
 
 constexpr uint32_t kMaxDims = 4;
 constexpr int kMaxArrayDepth = 4;
+// Counts read from the file are checked against the bytes left, but in a multi-GB file a corrupt
+// count can still pass that check: vectors reserve at most this many entries up front and grow
+// as the entries are actually read.
+constexpr uint64_t kMaxReserve = uint64_t{1} << 18;
 
 size_t scalar_size(GgufValueType t) {
   switch (t) {
@@ -57,14 +62,17 @@ class Reader {
     return true;
   }
 
-  Result<std::string_view> read_string(const char* what) {
+  // `what` describes the string for error messages; it is only called on failure, so reading a
+  // 150k-entry vocab does not format 150k messages.
+  template <class What>
+  Result<std::string_view> read_string(What&& what) {
     uint64_t len = 0;
     size_t at = pos_;
-    if (!read(len)) return fail(fmt::format("truncated: expected the length of {}", what));
+    if (!read(len)) return fail(fmt::format("truncated: expected the length of {}", what()));
     if (len > remaining()) {
       pos_ = at;
-      return fail(fmt::format("{} has length {} but only {} bytes remain in the file", what, len,
-                              remaining() - 8));
+      return fail(fmt::format("truncated or corrupt: {} has length {} but only {} bytes remain in the file",
+                              what(), len, remaining() - 8));
     }
     std::string_view s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
     pos_ += static_cast<size_t>(len);
@@ -99,7 +107,7 @@ class Reader {
         return v;
       }
       case GgufValueType::STRING: {
-        auto s = read_string(fmt::format("the string value of key '{}'", key).c_str());
+        auto s = read_string([&] { return fmt::format("the string value of key '{}'", key); });
         if (!s.ok()) return s.error();
         v.str = *s;
         return v;
@@ -118,18 +126,19 @@ class Reader {
         v.count = count;
         if (v.elem_type == GgufValueType::STRING) {
           if (count > remaining() / 8) {
-            return fail(fmt::format("key '{}': array of {} strings cannot fit in the {} bytes left",
+            return fail(fmt::format("truncated or corrupt: key '{}': array of {} strings cannot fit in the {} bytes left",
                                     key, count, remaining()));
           }
-          v.strings.reserve(static_cast<size_t>(count));
+          // Capped: a corrupt count in a multi-GB file must not reserve gigabytes up front.
+          v.strings.reserve(static_cast<size_t>(std::min<uint64_t>(count, kMaxReserve)));
           for (uint64_t k = 0; k < count; ++k) {
-            auto s = read_string(fmt::format("element {} of key '{}'", k, key).c_str());
+            auto s = read_string([&] { return fmt::format("element {} of key '{}'", k, key); });
             if (!s.ok()) return s.error();
             v.strings.push_back(*s);
           }
         } else if (v.elem_type == GgufValueType::ARRAY) {
           if (count > remaining() / 12) {
-            return fail(fmt::format("key '{}': array of {} arrays cannot fit in the {} bytes left",
+            return fail(fmt::format("truncated or corrupt: key '{}': array of {} arrays cannot fit in the {} bytes left",
                                     key, count, remaining()));
           }
           for (uint64_t k = 0; k < count; ++k) {
@@ -140,7 +149,7 @@ class Reader {
         } else {
           size_t es = scalar_size(v.elem_type);
           if (count > remaining() / es) {
-            return fail(fmt::format("key '{}': array of {} {} elements needs {} bytes but only {} remain",
+            return fail(fmt::format("truncated or corrupt: key '{}': array of {} {} elements needs {} bytes but only {} remain",
                                     key, count, gguf_value_type_name(v.elem_type),
                                     count > std::numeric_limits<uint64_t>::max() / es
                                         ? std::numeric_limits<uint64_t>::max()
@@ -211,6 +220,7 @@ double GgufValue::array_f64(uint64_t k) const {
   switch (elem_type) {
     case GgufValueType::FLOAT32: { float x; std::memcpy(&x, p, 4); return x; }
     case GgufValueType::FLOAT64: { double x; std::memcpy(&x, p, 8); return x; }
+    case GgufValueType::UINT64: { uint64_t x; std::memcpy(&x, p, 8); return static_cast<double>(x); }
     default: return static_cast<double>(array_i64(k));
   }
 }
@@ -228,7 +238,14 @@ int64_t GgufValue::array_i64(uint64_t k) const {
     case GgufValueType::UINT64: { uint64_t x; std::memcpy(&x, p, 8); return static_cast<int64_t>(x); }
     case GgufValueType::INT64: { int64_t x; std::memcpy(&x, p, 8); return x; }
     case GgufValueType::FLOAT32:
-    case GgufValueType::FLOAT64: return static_cast<int64_t>(array_f64(k));
+    case GgufValueType::FLOAT64: {
+      // Truncates toward zero; NaN gives 0 and out-of-range values saturate (a plain cast is UB).
+      const double x = array_f64(k);
+      if (!(x == x)) return 0;
+      if (x >= 9223372036854775808.0) return std::numeric_limits<int64_t>::max();
+      if (x <= -9223372036854775808.0) return std::numeric_limits<int64_t>::min();
+      return static_cast<int64_t>(x);
+    }
     default: return 0;
   }
 }
@@ -313,7 +330,9 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
   Reader r(data, size, f.name_);
 
   uint32_t magic = 0;
-  if (!r.read(magic)) return r.fail("file too short for a GGUF header (expected at least 24 bytes)");
+  if (!r.read(magic)) {
+    return r.fail(fmt::format("truncated: {} bytes is too short for a GGUF header (expected at least 24 bytes)", size));
+  }
   if (std::memcmp(&magic, "GGUF", 4) != 0) {
     return Error{fmt::format("{}: not a GGUF file (magic bytes are not \"GGUF\")", name)};
   }
@@ -326,16 +345,18 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
   if (!r.read(n_kv)) return r.fail("truncated: expected the metadata key/value count");
   // Each KV needs at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least 8+4+4+8.
   if (n_kv > r.remaining() / 13) {
-    return r.fail(fmt::format("metadata count {} is impossible for a file of {} bytes", n_kv, size));
+    return r.fail(fmt::format("truncated or corrupt: metadata count {} is impossible for a file of {} bytes",
+                              n_kv, size));
   }
   if (n_tensors > r.remaining() / 24) {
-    return r.fail(fmt::format("tensor count {} is impossible for a file of {} bytes", n_tensors, size));
+    return r.fail(fmt::format("truncated or corrupt: tensor count {} is impossible for a file of {} bytes",
+                              n_tensors, size));
   }
 
   std::unordered_set<std::string_view> seen_keys;
-  f.kv_.reserve(static_cast<size_t>(n_kv));
+  f.kv_.reserve(static_cast<size_t>(std::min<uint64_t>(n_kv, kMaxReserve)));
   for (uint64_t k = 0; k < n_kv; ++k) {
-    auto key = r.read_string(fmt::format("the key of metadata entry {}", k).c_str());
+    auto key = r.read_string([&] { return fmt::format("the key of metadata entry {}", k); });
     if (!key.ok()) return key.error();
     if (!seen_keys.insert(*key).second) return r.fail(fmt::format("duplicate metadata key '{}'", *key));
     uint32_t type = 0;
@@ -360,10 +381,10 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
   }
 
   std::unordered_set<std::string_view> seen_tensors;
-  f.tensors_.reserve(static_cast<size_t>(n_tensors));
+  f.tensors_.reserve(static_cast<size_t>(std::min<uint64_t>(n_tensors, kMaxReserve)));
   for (uint64_t t = 0; t < n_tensors; ++t) {
     GgufTensorInfo info;
-    auto tname = r.read_string(fmt::format("the name of tensor {}", t).c_str());
+    auto tname = r.read_string([&] { return fmt::format("the name of tensor {}", t); });
     if (!tname.ok()) return tname.error();
     info.name = *tname;
     if (!seen_tensors.insert(info.name).second) return r.fail(fmt::format("duplicate tensor '{}'", info.name));
@@ -389,12 +410,22 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
       return Error{fmt::format("{}: tensor '{}': row length {} is not a multiple of the {} block size {}",
                                name, info.name, info.ne[0], ti->name, ti->block_size)};
     }
-    // Element count fits easily: each dim <= 2^40 but the product must stay below 2^62.
-    __int128 elems = static_cast<__int128>(info.ne[0]) * info.ne[1] * info.ne[2] * info.ne[3];
-    if (elems > (static_cast<__int128>(1) << 62)) {
-      return Error{fmt::format("{}: tensor '{}': too many elements", name, info.name)};
+    // Each dim is <= 2^40 but the element count must stay <= 2^62. Checked after every factor:
+    // four factors of 2^40 would overflow even 128 bits.
+    __int128 elems = 1;
+    for (int d = 0; d < 4; ++d) {
+      elems *= info.ne[d];
+      if (elems > (static_cast<__int128>(1) << 62)) {
+        return Error{fmt::format("{}: tensor '{}': too many elements (more than 2^62)", name, info.name)};
+      }
     }
-    info.nbytes = static_cast<uint64_t>(elems / ti->block_size) * ti->block_bytes;
+    // In 128 bits: 2^62 elements of an 8-byte type would wrap a 64-bit product to a small size.
+    const __int128 nbytes = elems / ti->block_size * static_cast<__int128>(ti->block_bytes);
+    if (nbytes > static_cast<__int128>(size)) {
+      return Error{fmt::format("{}: truncated or corrupt: tensor '{}': its {} elements of {} need more bytes than the whole file ({})",
+                               name, info.name, static_cast<int64_t>(elems), ti->name, size)};
+    }
+    info.nbytes = static_cast<uint64_t>(nbytes);
     if (info.offset % f.alignment_ != 0) {
       return Error{fmt::format("{}: tensor '{}': data offset {} is not a multiple of the alignment {}",
                                name, info.name, info.offset, f.alignment_)};
@@ -453,6 +484,7 @@ Result<std::optional<double>> GgufFile::get_float(std::string_view key) const {
   const GgufValue* v = find(key);
   if (!v) return std::optional<double>{};
   if (v->is_float()) return std::optional<double>{v->f};
+  if (v->type == GgufValueType::UINT64) return std::optional<double>{static_cast<double>(v->u)};
   if (v->is_integer()) return std::optional<double>{static_cast<double>(v->i)};
   return Error{fmt::format("{}: key '{}': expected a number, found {}", name_, key,
                            gguf_value_type_name(v->type))};

@@ -9,10 +9,13 @@
 namespace kandil {
 namespace {
 
+// resize + memcpy rather than vector::insert of a byte range: GCC 12 at -O3 reports false
+// -Wstringop-overflow / -Warray-bounds errors for the inlined insert on small vectors.
 template <class T>
 void put(std::vector<uint8_t>& out, T v) {
-  const auto* p = reinterpret_cast<const uint8_t*>(&v);
-  out.insert(out.end(), p, p + sizeof(T));
+  const size_t at = out.size();
+  out.resize(at + sizeof(T));
+  std::memcpy(out.data() + at, &v, sizeof(T));
 }
 
 void put_string(std::vector<uint8_t>& out, std::string_view s) {
@@ -72,6 +75,17 @@ std::vector<uint8_t> tagged(GgufValueType t) {
 }  // namespace
 
 void GgufWriter::set_raw(std::string key, std::vector<uint8_t> encoded) {
+  if (key == "general.alignment") {
+    // The alignment is written by serialize() from alignment_ (the padding must match it), so
+    // copying metadata from another file cannot produce a duplicate or contradicting key.
+    uint32_t tag = 0, value = 0;
+    if (encoded.size() == 8) {
+      std::memcpy(&tag, encoded.data(), 4);
+      std::memcpy(&value, encoded.data() + 4, 4);
+    }
+    if (tag == static_cast<uint32_t>(GgufValueType::UINT32)) set_alignment(value);
+    return;
+  }
   for (auto& kv : kv_) {
     if (kv.first == key) {
       kv.second = std::move(encoded);
@@ -170,11 +184,13 @@ Result<void> GgufWriter::add_tensor(std::string name, TensorType type, std::vect
 }
 
 std::vector<uint8_t> GgufWriter::serialize() const {
-  std::vector<uint8_t> out;
-  out.insert(out.end(), {'G', 'G', 'U', 'F'});
+  std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};
   put<uint32_t>(out, 3);
   put<uint64_t>(out, tensors_.size());
-  const bool write_alignment = alignment_ != 32;
+  // An alignment that is not a power of two (0 included) cannot be written: the default is used.
+  const uint32_t alignment =
+      alignment_ != 0 && (alignment_ & (alignment_ - 1)) == 0 ? alignment_ : 32;
+  const bool write_alignment = alignment != 32;
   put<uint64_t>(out, kv_.size() + (write_alignment ? 1 : 0));
   for (const auto& [key, value] : kv_) {
     put_string(out, key);
@@ -183,9 +199,9 @@ std::vector<uint8_t> GgufWriter::serialize() const {
   if (write_alignment) {
     put_string(out, "general.alignment");
     put<uint32_t>(out, static_cast<uint32_t>(GgufValueType::UINT32));
-    put<uint32_t>(out, alignment_);
+    put<uint32_t>(out, alignment);
   }
-  auto align = [&](uint64_t x) { return (x + alignment_ - 1) / alignment_ * alignment_; };
+  auto align = [&](uint64_t x) { return (x + alignment - 1) / alignment * alignment; };
   uint64_t offset = 0;
   for (const auto& t : tensors_) {
     put_string(out, t.name);

@@ -1,0 +1,50 @@
+// Flags and set-up shared by the commands that run a model.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "kandil/model.h"
+
+namespace kandil::app {
+
+struct ModelOptions {
+  std::string model;
+  int32_t threads = 0;
+  int32_t ctx = 0;
+  int32_t batch = 512;
+  std::string cache_type = "f16";
+};
+
+// -m/--model, -t/--threads, -c/--ctx-size, -b/--batch-size, --cache-type.
+void add_model_options(CLI::App* cmd, ModelOptions& opt);
+
+// The model named by -m, else $KANDIL_MODEL.
+Result<std::string> resolve_model_path(const std::string& flag);
+
+struct Loaded {
+  std::shared_ptr<const Model> model;
+  std::unique_ptr<Context> ctx;
+};
+Result<Loaded> load_model(const ModelOptions& opt);
+
+// Reads a whole file (errors name the file).
+Result<std::string> read_text_file(const std::string& path);
+
+// A one-line progress bar on stderr: "label [#####.....] done/total rate ETA".
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, std::string unit);
+  void update(int64_t done, const std::string& extra = "");
+  void finish();
+
+ private:
+  std::string label_, unit_;
+  int64_t total_;
+  double start_;
+  bool tty_;
+  int last_percent_ = -1;
+};
+
+}  // namespace kandil::app

@@ -1,0 +1,106 @@
+// Models and inference contexts.
+//
+// A Model is immutable once loaded (weights are views into the mapped GGUF file) and can be shared
+// by many Contexts. A Context owns the per-sequence state: KV cache, activation buffers and the
+// thread pool, all allocated up front; decoding a token allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kandil/gguf.h"
+#include "kandil/result.h"
+#include "kandil/tokenizer.h"
+
+namespace kandil {
+
+// How RoPE pairs the dimensions of a head: (x[2i], x[2i+1]) for LLaMA's GGUF layout ("norm" in
+// llama.cpp) or (x[i], x[i + n_rot/2]) for the split-half layout of GPT-NeoX / Qwen ("neox").
+enum class RopeLayout { adjacent_pairs, split_half };
+
+// Everything that distinguishes one architecture from another is data here (ARCHITECTURE.md,
+// principle 3): one block forward reads these flags.
+struct ModelConfig {
+  std::string arch;  // GGUF general.architecture
+  std::string name;  // general.name
+  int32_t n_vocab = 0;
+  int32_t n_ctx_train = 0;
+  int32_t n_embd = 0;
+  int32_t n_layer = 0;
+  int32_t n_head = 0;
+  int32_t n_head_kv = 0;
+  int32_t head_dim = 0;
+  int32_t n_ff = 0;
+  int32_t n_rot = 0;  // rotary dimensions per head (<= head_dim)
+  float norm_eps = 1e-5f;
+  float rope_freq_base = 10000.0f;
+  float rope_freq_scale = 1.0f;  // linear scaling: positions are multiplied by this
+  RopeLayout rope_layout = RopeLayout::adjacent_pairs;
+  bool tied_embeddings = false;  // output projection reuses token_embd (no output.weight)
+};
+
+class Model {
+ public:
+  // Loads a GGUF model: validates architecture, every tensor's presence, shape and type.
+  static Result<std::shared_ptr<const Model>> load(const std::string& path);
+
+  ~Model();
+  const ModelConfig& config() const;
+  const Tokenizer& tokenizer() const;
+  const GgufFile& gguf() const;
+  // Bytes of all weight tensors (what one decode step reads, plus the embedding table).
+  uint64_t weight_bytes() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  Model();
+  std::unique_ptr<Impl> impl_;
+};
+
+enum class KvCacheType { f32, f16 };
+
+struct ContextParams {
+  int32_t n_ctx = 0;      // 0: the model's training context, capped at 4096
+  int32_t n_batch = 512;  // largest number of tokens evaluated in one forward pass
+  int32_t n_threads = 0;  // 0: all hardware threads
+  KvCacheType cache_type = KvCacheType::f16;
+};
+
+class Context {
+ public:
+  static Result<std::unique_ptr<Context>> create(std::shared_ptr<const Model> model,
+                                                 ContextParams params);
+  ~Context();
+
+  // Evaluates tokens at positions n_past() .. n_past()+n-1 (longer inputs are split into
+  // n_batch-sized passes). Logits are kept for the last token, or for every token when
+  // all_logits is set (perplexity). Fails if the context would overflow or an id is invalid.
+  Result<void> decode(const TokenId* tokens, int32_t n, bool all_logits = false);
+  Result<void> decode(const std::vector<TokenId>& tokens, bool all_logits = false) {
+    return decode(tokens.data(), static_cast<int32_t>(tokens.size()), all_logits);
+  }
+
+  // Logits (n_vocab floats) of token i of the last decode() call; i = -1: the last token.
+  const float* logits(int32_t i = -1) const;
+  int32_t n_logits() const;
+
+  int32_t n_past() const;
+  int32_t n_ctx() const;
+  int32_t n_threads() const;
+  // Forgets the cached sequence (positions restart at 0).
+  void clear();
+
+  const Model& model() const;
+
+  struct Impl;
+
+ private:
+  Context();
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kandil
