@@ -1,11 +1,35 @@
 #include "backend/cpu/matmul.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 
+#include "backend/cpu/kernels.h"
 #include "ops/quant.h"
 
 namespace kandil::cpu {
+namespace {
+
+// Working-set targets of the tiled loop (bytes): a tile of activation rows and a chunk of weight
+// rows that together stay in a core's L2, so each weight row is read from memory once per token
+// tile and each activation row once per weight chunk.
+constexpr size_t kActivationTileBytes = 128 * 1024;
+constexpr size_t kWeightChunkBytes = 128 * 1024;
+// Below this many multiply-adds a matmul runs on the calling thread: waking the pool costs more
+// than the work (tiny models, decode steps of small layers).
+constexpr int64_t kMinParallelWork = 128 * 1024;
+
+// Runs fn(begin, end) over [0, n) on the pool, or inline when the work is too small to share.
+template <class F>
+void maybe_parallel(ThreadPool& pool, bool parallel, int64_t n, F&& fn) {
+  if (parallel) {
+    pool.parallel_for(n, fn);
+  } else if (n > 0) {
+    fn(int64_t{0}, n);
+  }
+}
+
+}  // namespace
 
 size_t matmul_scratch_bytes(const Weight& w, int64_t n_tokens) {
   const ops::TypeTraits* t = ops::type_traits(w.type);
@@ -15,34 +39,51 @@ size_t matmul_scratch_bytes(const Weight& w, int64_t n_tokens) {
 
 void matmul(ThreadPool& pool, const Weight& w, const float* x, int64_t n_tokens, float* y,
             std::vector<uint8_t>& scratch) {
-  const ops::TypeTraits* t = ops::type_traits(w.type);
-  assert(t != nullptr && t->vec_dot != nullptr);
-  const ops::TypeTraits* dt = ops::type_traits(t->vec_dot_type);
+  const DotKernels& k = dot_kernels(w.type);
+  assert(k.vec_dot != nullptr);
   const int64_t n_in = w.n_in, n_out = w.n_out;
+  if (n_tokens <= 0 || n_out <= 0) return;
+  const bool parallel = pool.size() > 1 && n_in * n_out * n_tokens >= kMinParallelWork;
 
   // Activations in the dot type, one row per token.
   const uint8_t* xq = reinterpret_cast<const uint8_t*>(x);
   size_t xq_row = static_cast<size_t>(n_in) * sizeof(float);
-  if (t->vec_dot_type != TensorType::F32) {
-    xq_row = tensor_row_bytes(t->vec_dot_type, n_in);
+  if (k.vec_dot_type != TensorType::F32) {
+    xq_row = tensor_row_bytes(k.vec_dot_type, n_in);
     if (scratch.size() < xq_row * static_cast<size_t>(n_tokens)) {
       scratch.resize(xq_row * static_cast<size_t>(n_tokens));
     }
-    pool.parallel_for(n_tokens, [&](int64_t b, int64_t e) {
+    uint8_t* dst = scratch.data();
+    maybe_parallel(pool, parallel && n_tokens > 1, n_tokens, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        dt->from_float(x + i * n_in, scratch.data() + static_cast<size_t>(i) * xq_row, n_in);
+        k.quantize_activation(x + i * n_in, dst + static_cast<size_t>(i) * xq_row, n_in);
       }
     });
     xq = scratch.data();
   }
 
-  // Each thread takes a contiguous range of output rows; each weight row is read once for all
-  // tokens of the batch.
-  pool.parallel_for(n_out, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint8_t* wr = w.row(r);
-      for (int64_t i = 0; i < n_tokens; ++i) {
-        y[i * n_out + r] = t->vec_dot(n_in, wr, xq + static_cast<size_t>(i) * xq_row);
+  const ops::VecDotFn dot = k.vec_dot;
+  const size_t w_row = std::max<size_t>(w.row_bytes, 1);
+  const int64_t token_tile =
+      std::clamp<int64_t>(static_cast<int64_t>(kActivationTileBytes / std::max<size_t>(xq_row, 1)),
+                          1, n_tokens);
+  const int64_t row_chunk = std::max<int64_t>(static_cast<int64_t>(kWeightChunkBytes / w_row), 1);
+
+  // Each thread takes a contiguous range of output rows (so every weight row is read by one thread
+  // only), walked in chunks of rows x tiles of tokens; each weight row is reused for all tokens of
+  // a tile while it sits in L1. Every output is one vec_dot call, so results do not depend on the
+  // thread count or the tiling.
+  maybe_parallel(pool, parallel, n_out, [&](int64_t r_begin, int64_t r_end) {
+    for (int64_t r0 = r_begin; r0 < r_end; r0 += row_chunk) {
+      const int64_t r1 = std::min(r0 + row_chunk, r_end);
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += token_tile) {
+        const int64_t t1 = std::min(t0 + token_tile, n_tokens);
+        for (int64_t r = r0; r < r1; ++r) {
+          const uint8_t* wr = w.row(r);
+          for (int64_t i = t0; i < t1; ++i) {
+            y[i * n_out + r] = dot(n_in, wr, xq + static_cast<size_t>(i) * xq_row);
+          }
+        }
       }
     }
   });

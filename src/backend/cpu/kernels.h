@@ -1,0 +1,80 @@
+// Optimized CPU dot-product kernels with runtime dispatch.
+//
+// For every weight type the engine can multiply with, dot_kernels() returns the fastest available
+// pair of
+//   - vec_dot: weight row (weight type) . activation row (the type's vec_dot_type), and
+//   - quantize_activation: float row -> vec_dot_type (F16 for F16 weights, Q8_0 / Q8_1 / Q8_K for
+//     the quantized types, plain copy for F32),
+// chosen once from the CPU's features (kandil::cpu_features()). Types without a fast kernel fall
+// back to the scalar reference traits of ops/quant.h.
+//
+// Contract of the fast kernels (checked by tests/kernels_test.cpp against the reference):
+//   - vec_dot equals the reference up to float rounding (integer sums per block are identical; only
+//     the order of the float accumulation differs);
+//   - quantize_activation produces exactly the reference's bytes (same rounding), since matching
+//     llama.cpp's numerics depends on the quantized activations.
+//
+// KANDIL_KERNELS=reference (read once, on first use) forces the reference kernels; "avx2" caps the
+// choice at AVX2 (useful to compare ISAs on one machine); "auto" or unset picks the best.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kandil/tensor_type.h"
+#include "ops/quant.h"
+
+namespace kandil::cpu {
+
+struct DotKernels {
+  ops::VecDotFn vec_dot = nullptr;                  // null: the type cannot be multiplied
+  ops::FromFloatFn quantize_activation = nullptr;  // float row -> vec_dot_type row
+  TensorType vec_dot_type = TensorType::F32;
+  const char* isa = "none";           // of vec_dot: "avx512", "avx2", "reference", or "none"
+  const char* quantize_isa = "none";  // of quantize_activation
+};
+
+// Which implementations dispatch may pick from: the best the CPU supports, or at most the given
+// level. A level the CPU lacks falls back to the next lower one it has.
+enum class KernelChoice { Auto, Avx512, Avx2, Reference };
+
+// Parses a KANDIL_KERNELS value ("auto", "reference"/"ref"/"scalar", "avx2", "avx512";
+// case-insensitive). Null or empty means Auto; an unknown value yields nullopt.
+std::optional<KernelChoice> parse_kernel_choice(const char* value);
+
+// The choice in effect for dot_kernels(type): KANDIL_KERNELS, read once (unknown values -> Auto,
+// with a warning).
+KernelChoice active_kernel_choice();
+
+// Kernels for weights of `type` under the active choice. Never null; vec_dot is null for types
+// that have no dot product (Q8_1, Q8_K, unsupported ids).
+const DotKernels& dot_kernels(TensorType weight_type);
+
+// Kernels for weights of `type` under an explicit choice (tests, benchmarks).
+const DotKernels& dot_kernels(TensorType weight_type, KernelChoice choice);
+
+// Per-type summary of the active dispatch, for `kandil info` / benchmarks.
+struct KernelInfo {
+  TensorType type;
+  TensorType vec_dot_type;
+  const char* vec_dot_isa;
+  const char* quantize_isa;
+};
+std::vector<KernelInfo> kernel_summary();
+// The same as lines "F16: vec_dot avx2, quantize F16 avx2", one per type.
+std::string kernel_summary_string();
+
+namespace detail {
+// Per-ISA tables: the fast kernels of one type for that ISA, or null where that ISA has none
+// (kernels_avx2.cpp / kernels_avx512.cpp; null as well on non-x86 builds). Callers must check the
+// CPU supports the ISA before calling the returned functions.
+ops::VecDotFn avx2_vec_dot(TensorType weight_type);
+ops::FromFloatFn avx2_from_float(TensorType dot_type);
+// AVX-512 kernels need avx512f + avx512bw + avx512vl; those for which `needs_vnni` is set also
+// need avx512vnni.
+ops::VecDotFn avx512_vec_dot(TensorType weight_type, bool& needs_vnni);
+ops::FromFloatFn avx512_from_float(TensorType dot_type);
+}  // namespace detail
+
+}  // namespace kandil::cpu
