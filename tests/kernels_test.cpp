@@ -24,8 +24,8 @@
 namespace {
 
 using kandil::TensorType;
-using kandil::cpu::DotKernels;
 using kandil::cpu::dot_kernels;
+using kandil::cpu::DotKernels;
 using kandil::cpu::KernelChoice;
 
 // Normal(0, sigma) values, never exactly zero.
@@ -47,7 +47,8 @@ const kandil::ops::TypeTraits& traits(TensorType t) {
   return *tt;
 }
 
-std::vector<uint8_t> convert(kandil::ops::FromFloatFn fn, TensorType t, const std::vector<float>& x) {
+std::vector<uint8_t> convert(kandil::ops::FromFloatFn fn, TensorType t,
+                             const std::vector<float>& x) {
   std::vector<uint8_t> q(kandil::tensor_row_bytes(t, static_cast<int64_t>(x.size())));
   fn(x.data(), q.data(), static_cast<int64_t>(x.size()));
   return q;
@@ -68,16 +69,15 @@ bool has_avx512() {
   return has_avx2() && f.avx512f && f.avx512bw && f.avx512vl;
 }
 
-#define REQUIRE_AVX2()                                                                    \
+#define REQUIRE_AVX2()                                                                   \
   do {                                                                                   \
     if (!has_avx2()) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C: no fast kernels to test"; \
   } while (0)
 
-const TensorType kWeightTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
-                                   TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0,
-                                   TensorType::Q5_1, TensorType::Q8_0, TensorType::Q2_K,
-                                   TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
-                                   TensorType::Q6_K};
+const TensorType kWeightTypes[] = {
+    TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1,
+    TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K,
+    TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
 
 // The fast implementation under test, for each ISA level the CPU has (each compared separately).
 std::vector<KernelChoice> fast_choices() {
@@ -89,10 +89,14 @@ std::vector<KernelChoice> fast_choices() {
 
 const char* choice_name(KernelChoice c) {
   switch (c) {
-    case KernelChoice::Auto: return "auto";
-    case KernelChoice::Avx512: return "avx512";
-    case KernelChoice::Avx2: return "avx2";
-    case KernelChoice::Reference: return "reference";
+    case KernelChoice::Auto:
+      return "auto";
+    case KernelChoice::Avx512:
+      return "avx512";
+    case KernelChoice::Avx2:
+      return "avx2";
+    case KernelChoice::Reference:
+      return "reference";
   }
   return "?";
 }
@@ -118,8 +122,8 @@ TEST(Kernels, VecDotMatchesReference) {
       }
       for (int64_t n : lengths) {
         for (uint32_t seed = 1; seed <= 4; ++seed) {
-          const uint32_t s = seed * 7919u + static_cast<uint32_t>(n) * 31u +
-                             static_cast<uint32_t>(type) * 104729u;
+          const uint32_t s =
+              seed * 7919u + static_cast<uint32_t>(n) * 31u + static_cast<uint32_t>(type) * 104729u;
           const std::vector<float> wf = random_row(n, s, 0.5f);
           const std::vector<float> xf = random_row(n, s + 1, 2.0f);
           // Weight row quantized with the reference; activations with the reference too, so both
@@ -133,9 +137,49 @@ TEST(Kernels, VecDotMatchesReference) {
           const std::vector<float> xd = to_float(wt.vec_dot_type, xq, n);
           double mag = 0.0;
           for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(wd[i]) * xd[i]);
-          EXPECT_NEAR(f, r, 1e-5 * mag + 1e-30)
-              << kandil::tensor_type_name(type) << " " << fast.isa << " n=" << n << " seed=" << seed;
+          EXPECT_NEAR(f, r, 1e-5 * mag + 1e-30) << kandil::tensor_type_name(type) << " " << fast.isa
+                                                << " n=" << n << " seed=" << seed;
           ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
+// vec_dot_rows (several activation rows per weight row) must equal vec_dot bit for bit, for any
+// count and stride, so that results never depend on how a batch is grouped.
+TEST(Kernels, VecDotRowsEqualsVecDotExactly) {
+  REQUIRE_AVX2();
+  int checked = 0;
+  for (KernelChoice choice : fast_choices()) {
+    for (TensorType type : kWeightTypes) {
+      const DotKernels& fast = dot_kernels(type, choice);
+      if (fast.vec_dot_rows == nullptr) continue;
+      const auto& wt = traits(type);
+      const auto& dt = traits(wt.vec_dot_type);
+      for (int64_t blocks : {1, 3, 7, 33, 77}) {
+        const int64_t n = blocks * wt.block_size * (wt.block_size == 1 ? 3 : 1);
+        const std::vector<uint8_t> wq = convert(wt.from_float, type, random_row(n, 11, 0.5f));
+        const size_t row = kandil::tensor_row_bytes(wt.vec_dot_type, n);
+        const size_t stride = row + 64;  // rows need not be contiguous
+        for (int64_t count : {1, 2, 3, 4, 5, 7, 9}) {
+          std::vector<uint8_t> ys(stride * static_cast<size_t>(count));
+          for (int64_t j = 0; j < count; ++j) {
+            const auto q = convert(dt.from_float, wt.vec_dot_type,
+                                   random_row(n, 100u + static_cast<uint32_t>(j), 2.0f));
+            std::memcpy(ys.data() + static_cast<size_t>(j) * stride, q.data(), row);
+          }
+          std::vector<float> out(static_cast<size_t>(count), -1.0f);
+          fast.vec_dot_rows(n, wq.data(), ys.data(), stride, count, out.data());
+          for (int64_t j = 0; j < count; ++j) {
+            const float one =
+                fast.vec_dot(n, wq.data(), ys.data() + static_cast<size_t>(j) * stride);
+            EXPECT_EQ(kandil::f32_to_bits(out[static_cast<size_t>(j)]), kandil::f32_to_bits(one))
+                << kandil::tensor_type_name(type) << " " << fast.isa << " n=" << n
+                << " count=" << count << " j=" << j;
+            ++checked;
+          }
         }
       }
     }
@@ -215,7 +259,8 @@ TEST(Kernels, QuantizeActivationBytesMatchReference) {
       for (int64_t n : lengths) {
         for (uint32_t seed = 1; seed <= 6; ++seed) {
           const float sigma = seed % 3 == 0 ? 1e-3f : (seed % 3 == 1 ? 1.0f : 300.0f);
-          expect_same_bytes(choice, wtype, random_row(n, seed * 131u + static_cast<uint32_t>(n), sigma),
+          expect_same_bytes(choice, wtype,
+                            random_row(n, seed * 131u + static_cast<uint32_t>(n), sigma),
                             "random n=" + std::to_string(n) + " seed=" + std::to_string(seed));
           ++checked;
         }
@@ -231,7 +276,8 @@ TEST(Kernels, QuantizeActivationRoundingEdges) {
   REQUIRE_AVX2();
   for (KernelChoice choice : fast_choices()) {
     for (TensorType wtype : kActivationOf) {
-      const int64_t block = traits(dot_kernels(wtype, KernelChoice::Reference).vec_dot_type).block_size;
+      const int64_t block =
+          traits(dot_kernels(wtype, KernelChoice::Reference).vec_dot_type).block_size;
       const int64_t n = 4 * std::max<int64_t>(block, 256);
       std::vector<float> x(static_cast<size_t>(n));
       // Half-integers against amax = 127: x * id is k + 0.5 (up to the rounding of id).
@@ -306,6 +352,7 @@ TEST(KernelDispatch, ReferenceChoiceGivesTheReferenceTraits) {
     const auto& wt = traits(type);
     const DotKernels& k = dot_kernels(type, KernelChoice::Reference);
     EXPECT_EQ(k.vec_dot, wt.vec_dot) << kandil::tensor_type_name(type);
+    EXPECT_EQ(k.vec_dot_rows, nullptr);
     EXPECT_EQ(k.quantize_activation, traits(wt.vec_dot_type).from_float);
     EXPECT_EQ(k.vec_dot_type, wt.vec_dot_type);
     EXPECT_STREQ(k.isa, "reference");
@@ -314,7 +361,8 @@ TEST(KernelDispatch, ReferenceChoiceGivesTheReferenceTraits) {
 }
 
 TEST(KernelDispatch, TypesWithoutDotHaveNoKernels) {
-  for (TensorType type : {TensorType::Q8_1, TensorType::Q8_K, TensorType::I32, TensorType::IQ2_XXS}) {
+  for (TensorType type :
+       {TensorType::Q8_1, TensorType::Q8_K, TensorType::I32, TensorType::IQ2_XXS}) {
     for (KernelChoice c : {KernelChoice::Auto, KernelChoice::Reference}) {
       EXPECT_EQ(dot_kernels(type, c).vec_dot, nullptr) << kandil::tensor_type_name(type);
     }
@@ -382,7 +430,8 @@ TEST(KernelDispatch, MatmulFastEqualsReferenceKernels) {
     std::vector<uint8_t> wbytes;
     const size_t row_bytes = kandil::tensor_row_bytes(type, n_in);
     for (int64_t r = 0; r < n_out; ++r) {
-      const auto q = convert(wt.from_float, type, random_row(n_in, 1000u + static_cast<uint32_t>(r)));
+      const auto q =
+          convert(wt.from_float, type, random_row(n_in, 1000u + static_cast<uint32_t>(r)));
       wbytes.insert(wbytes.end(), q.begin(), q.end());
     }
     kandil::cpu::Weight w;
@@ -401,7 +450,8 @@ TEST(KernelDispatch, MatmulFastEqualsReferenceKernels) {
     const size_t xq_row = kandil::tensor_row_bytes(ref.vec_dot_type, n_in);
     std::vector<uint8_t> xq(xq_row * static_cast<size_t>(n_tokens));
     for (int64_t t = 0; t < n_tokens; ++t) {
-      ref.quantize_activation(x.data() + t * n_in, xq.data() + static_cast<size_t>(t) * xq_row, n_in);
+      ref.quantize_activation(x.data() + t * n_in, xq.data() + static_cast<size_t>(t) * xq_row,
+                              n_in);
     }
     for (int64_t t = 0; t < n_tokens; ++t) {
       for (int64_t r = 0; r < n_out; ++r) {

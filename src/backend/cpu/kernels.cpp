@@ -42,10 +42,10 @@ DotKernels resolve(TensorType type, KernelChoice choice, const CpuFeatures& f) {
 
   bool vec_done = false, quant_done = false;
   if (allow512 && has_avx512(f)) {
-    bool needs_vnni = false;
-    if (ops::VecDotFn fn = detail::avx512_vec_dot(type, needs_vnni);
-        fn != nullptr && (!needs_vnni || f.avx512vnni)) {
-      k.vec_dot = fn;
+    if (const detail::IsaDot d = detail::avx512_dot(type);
+        d.vec_dot != nullptr && (!d.needs_vnni || f.avx512vnni)) {
+      k.vec_dot = d.vec_dot;
+      k.vec_dot_rows = d.vec_dot_rows;
       k.isa = "avx512";
       vec_done = true;
     }
@@ -56,8 +56,9 @@ DotKernels resolve(TensorType type, KernelChoice choice, const CpuFeatures& f) {
     }
   }
   if (allow2 && has_avx2(f)) {
-    if (ops::VecDotFn fn = detail::avx2_vec_dot(type); !vec_done && fn != nullptr) {
-      k.vec_dot = fn;
+    if (const detail::IsaDot d = detail::avx2_dot(type); !vec_done && d.vec_dot != nullptr) {
+      k.vec_dot = d.vec_dot;
+      k.vec_dot_rows = d.vec_dot_rows;
       k.isa = "avx2";
     }
     if (ops::FromFloatFn fn = detail::avx2_from_float(t->vec_dot_type); !quant_done && fn) {

@@ -27,8 +27,15 @@
 
 namespace kandil::cpu {
 
+// Dots of one weight row x with `count` activation rows y, y + y_stride, ... (bytes):
+// out[j] = vec_dot(n, x, y + j * y_stride), bit for bit, but loading / converting the weight row
+// once for several activation rows.
+using VecDotRowsFn = void (*)(int64_t n, const void* x, const void* y, size_t y_stride,
+                              int64_t count, float* out);
+
 struct DotKernels {
-  ops::VecDotFn vec_dot = nullptr;                  // null: the type cannot be multiplied
+  ops::VecDotFn vec_dot = nullptr;                 // null: the type cannot be multiplied
+  VecDotRowsFn vec_dot_rows = nullptr;             // optional (null: call vec_dot per row)
   ops::FromFloatFn quantize_activation = nullptr;  // float row -> vec_dot_type row
   TensorType vec_dot_type = TensorType::F32;
   const char* isa = "none";           // of vec_dot: "avx512", "avx2", "reference", or "none"
@@ -62,18 +69,21 @@ struct KernelInfo {
   const char* quantize_isa;
 };
 std::vector<KernelInfo> kernel_summary();
-// The same as lines "F16: vec_dot avx2, quantize F16 avx2", one per type.
+// The summary as text, one line per type, e.g. "F16: vec_dot avx512, quantize F16 avx512".
 std::string kernel_summary_string();
 
 namespace detail {
-// Per-ISA tables: the fast kernels of one type for that ISA, or null where that ISA has none
-// (kernels_avx2.cpp / kernels_avx512.cpp; null as well on non-x86 builds). Callers must check the
-// CPU supports the ISA before calling the returned functions.
-ops::VecDotFn avx2_vec_dot(TensorType weight_type);
+// Per-ISA tables (kernels_avx2.cpp / kernels_avx512.cpp; empty on non-x86 builds). Callers must
+// check the CPU supports the ISA before calling the returned functions.
+struct IsaDot {
+  ops::VecDotFn vec_dot = nullptr;  // null where that ISA has no kernel for the type
+  VecDotRowsFn vec_dot_rows = nullptr;
+  bool needs_vnni = false;  // AVX-512 only: also needs avx512vnni
+};
+// AVX2 kernels need avx2 + fma + f16c; AVX-512 ones avx512f + avx512bw + avx512vl (+ avx2 level).
+IsaDot avx2_dot(TensorType weight_type);
 ops::FromFloatFn avx2_from_float(TensorType dot_type);
-// AVX-512 kernels need avx512f + avx512bw + avx512vl; those for which `needs_vnni` is set also
-// need avx512vnni.
-ops::VecDotFn avx512_vec_dot(TensorType weight_type, bool& needs_vnni);
+IsaDot avx512_dot(TensorType weight_type);
 ops::FromFloatFn avx512_from_float(TensorType dot_type);
 }  // namespace detail
 

@@ -62,8 +62,10 @@ KANDIL_AVX2 inline float half_to_float(uint16_t h) {
   return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 
-KANDIL_AVX2 inline __m256 abs_ps(__m256 v) {
-  return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+KANDIL_AVX2 inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+KANDIL_AVX2 inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 
 // Sum of the signed products x[i] * y[i] of 32 int8 pairs, as 8 int32 partial sums.
@@ -88,10 +90,10 @@ KANDIL_AVX2 inline __m256i unpack_nibbles(const uint8_t* qs) {
 
 // 0xFF in byte j where bit j of the 32-bit mask is set, else 0.
 KANDIL_AVX2 inline __m256i bits_to_bytes(uint32_t bits) {
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(bits)),
-      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
-                       2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                          _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                           2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
   const __m256i select = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
 }
@@ -121,50 +123,85 @@ KANDIL_AVX2 inline __m256 round_half_away(__m256 v) {
   return _mm256_or_ps(t, _mm256_and_ps(sign, v));
 }
 
-// ---- F32 ----------------------------------------------------------------------------------------
+// ---- F32 / F16 / BF16 dots ----------------------------------------------------------------------
+//
+// One template for the three float formats and for 1..4 activation rows per weight row: every row
+// gets its own 4 accumulators and the same reduction, so a dot's result does not depend on how
+// many rows were computed together (vec_dot_rows == vec_dot, bit for bit).
 
-KANDIL_AVX2 float vec_dot_f32(int64_t n, const void* vx, const void* vy) {
-  const float* x = static_cast<const float*>(vx);
-  const float* y = static_cast<const float*>(vy);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+enum class Fmt { F32, F16, BF16 };
+
+template <Fmt F>
+KANDIL_AVX2 inline __m256 load8(const void* p, int64_t i) {
+  if constexpr (F == Fmt::F32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else if constexpr (F == Fmt::F16) {
+    return _mm256_cvtph_ps(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+  } else {
+    const __m256i w = _mm256_cvtepu16_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+}
+
+template <Fmt F>
+KANDIL_AVX2 inline float load1(const void* p, int64_t i) {
+  if constexpr (F == Fmt::F32) {
+    return static_cast<const float*>(p)[i];
+  } else if constexpr (F == Fmt::F16) {
+    return half_to_float(static_cast<const uint16_t*>(p)[i]);
+  } else {
+    return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
+}
+
+template <Fmt F, int R>
+KANDIL_AVX2 inline void dot_float_rows(int64_t n, const void* x, const void* y, size_t y_stride,
+                                       float* out) {
+  const uint8_t* yb = static_cast<const uint8_t*>(y);
+  __m256 acc[R][4];
+  for (int r = 0; r < R; ++r) {
+    for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_setzero_ps();
+  }
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
-    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), acc2);
-    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), acc3);
+    for (int k = 0; k < 4; ++k) {
+      const __m256 w = load8<F>(x, i + 8 * k);
+      for (int r = 0; r < R; ++r) {
+        acc[r][k] = _mm256_fmadd_ps(w, load8<F>(yb + r * y_stride, i + 8 * k), acc[r][k]);
+      }
+    }
   }
   for (; i + 8 <= n; i += 8) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+    const __m256 w = load8<F>(x, i);
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm256_fmadd_ps(w, load8<F>(yb + r * y_stride, i), acc[r][0]);
+    }
   }
-  float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-  for (; i < n; ++i) sum += x[i] * y[i];
-  return sum;
+  for (int r = 0; r < R; ++r) {
+    float sum = hsum(
+        _mm256_add_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_add_ps(acc[r][2], acc[r][3])));
+    for (int64_t t = i; t < n; ++t) sum += load1<F>(x, t) * load1<F>(yb + r * y_stride, t);
+    out[r] = sum;
+  }
 }
 
-// ---- F16 ----------------------------------------------------------------------------------------
-
-KANDIL_AVX2 inline __m256 load_f16(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+template <Fmt F>
+KANDIL_AVX2 float vec_dot_float(int64_t n, const void* x, const void* y) {
+  float out;
+  dot_float_rows<F, 1>(n, x, y, 0, &out);
+  return out;
 }
 
-KANDIL_AVX2 float vec_dot_f16(int64_t n, const void* vx, const void* vy) {
-  const uint16_t* x = static_cast<const uint16_t*>(vx);
-  const uint16_t* y = static_cast<const uint16_t*>(vy);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    acc0 = _mm256_fmadd_ps(load_f16(x + i), load_f16(y + i), acc0);
-    acc1 = _mm256_fmadd_ps(load_f16(x + i + 8), load_f16(y + i + 8), acc1);
-    acc2 = _mm256_fmadd_ps(load_f16(x + i + 16), load_f16(y + i + 16), acc2);
-    acc3 = _mm256_fmadd_ps(load_f16(x + i + 24), load_f16(y + i + 24), acc3);
-  }
-  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_f16(x + i), load_f16(y + i), acc0);
-  float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-  for (; i < n; ++i) sum += half_to_float(x[i]) * half_to_float(y[i]);
-  return sum;
+// Two rows at a time: 8 accumulators + operands fit the 16 ymm registers.
+template <Fmt F>
+KANDIL_AVX2 void vec_dot_float_rows(int64_t n, const void* x, const void* y, size_t y_stride,
+                                    int64_t count, float* out) {
+  const uint8_t* yb = static_cast<const uint8_t*>(y);
+  int64_t j = 0;
+  for (; j + 2 <= count; j += 2) dot_float_rows<F, 2>(n, x, yb + j * y_stride, y_stride, out + j);
+  if (j < count) dot_float_rows<F, 1>(n, x, yb + j * y_stride, y_stride, out + j);
 }
 
 // F32 -> F16, round to nearest even (F16C), NaNs mapped as f32_to_fp16 does (sign | 0x7e00).
@@ -183,31 +220,6 @@ KANDIL_AVX2 void from_float_f16(const float* x, void* vy, int64_t n) {
   for (; i < n; ++i) y[i] = f32_to_fp16(x[i]);
 }
 
-// ---- BF16 ---------------------------------------------------------------------------------------
-
-KANDIL_AVX2 inline __m256 load_bf16(const uint16_t* p) {
-  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-
-KANDIL_AVX2 float vec_dot_bf16(int64_t n, const void* vx, const void* vy) {
-  const uint16_t* x = static_cast<const uint16_t*>(vx);
-  const uint16_t* y = static_cast<const uint16_t*>(vy);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    acc0 = _mm256_fmadd_ps(load_bf16(x + i), load_bf16(y + i), acc0);
-    acc1 = _mm256_fmadd_ps(load_bf16(x + i + 8), load_bf16(y + i + 8), acc1);
-    acc2 = _mm256_fmadd_ps(load_bf16(x + i + 16), load_bf16(y + i + 16), acc2);
-    acc3 = _mm256_fmadd_ps(load_bf16(x + i + 24), load_bf16(y + i + 24), acc3);
-  }
-  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(load_bf16(x + i), load_bf16(y + i), acc0);
-  float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-  for (; i < n; ++i) sum += bf16_to_f32(x[i]) * bf16_to_f32(y[i]);
-  return sum;
-}
-
 // F32 -> BF16 exactly as f32_to_bf16: round to nearest even, NaN -> quiet NaN (high half | 64).
 KANDIL_AVX2 void from_float_bf16(const float* x, void* vy, int64_t n) {
   uint16_t* y = static_cast<uint16_t*>(vy);
@@ -221,8 +233,7 @@ KANDIL_AVX2 void from_float_bf16(const float* x, void* vy, int64_t n) {
       const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
       const __m256i rounded = _mm256_srli_epi32(
           _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd)), 16);
-      const __m256i quiet =
-          _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+      const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
       const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
       r[h] = _mm256_blendv_epi8(rounded, quiet, nan);
     }
@@ -317,7 +328,8 @@ KANDIL_AVX2 void from_float_q8_k(const float* src, void* vy, int64_t n) {
       const __m256i g2 = _mm256_add_epi32(q[4], q[5]), g3 = _mm256_add_epi32(q[6], q[7]);
       const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(g0, g1), _mm256_hadd_epi32(g2, g3));
       const __m128i sums = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(y[b].bsums + k / 16), _mm_packs_epi32(sums, sums));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(y[b].bsums + k / 16),
+                       _mm_packs_epi32(sums, sums));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs + k),
                           pack_i32_to_i8(q[0], q[1], q[2], q[3]));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs + k + 32),
@@ -327,144 +339,145 @@ KANDIL_AVX2 void from_float_q8_k(const float* src, void* vy, int64_t n) {
   }
 }
 
-// ---- Q8_0 . Q8_0 ---------------------------------------------------------------------------------
+// ---- legacy quants: Q8_0 / Q4_0 / Q5_0 . Q8_0, Q4_1 / Q5_1 . Q8_1 -------------------------------
+//
+// One loop for all: each Op gives the 8 int32 partial sums of one block pair (exactly the block's
+// integer dot, split over lanes). The block scales dx * dy (and for Q4_1 / Q5_1 the min terms
+// m * s) are converted 8 blocks at a time instead of one scalar F16 conversion per block.
 
-KANDIL_AVX2 float vec_dot_q8_0_q8_0(int64_t n, const void* vx, const void* vy) {
-  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(vx);
-  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(vy);
+// The 8 halves at p, p + stride, ..., p + 7 * stride (as F16 bits).
+KANDIL_AVX2 inline __m256 load_halves8(const void* p, size_t stride) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  uint16_t h[8];
+  for (int k = 0; k < 8; ++k) std::memcpy(&h[k], b + k * stride, 2);
+  return _mm256_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(h[0]), static_cast<int16_t>(h[1]),
+                                        static_cast<int16_t>(h[2]), static_cast<int16_t>(h[3]),
+                                        static_cast<int16_t>(h[4]), static_cast<int16_t>(h[5]),
+                                        static_cast<int16_t>(h[6]), static_cast<int16_t>(h[7])));
+}
+
+KANDIL_AVX2 inline __m256 lane_broadcast(__m256 v, int k) {
+  return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(k));
+}
+
+struct OpQ8_0 {
+  using XB = BlockQ8_0;
+  using YB = BlockQ8_0;
+  static constexpr bool kHasMin = false;
+  KANDIL_AVX2 static __m256i dot(const XB& x, const YB& y) {
+    return dot_s8(load256(x.qs), load256(y.qs));
+  }
+};
+
+struct OpQ4_0 {
+  using XB = BlockQ4_0;
+  using YB = BlockQ8_0;
+  static constexpr bool kHasMin = false;
+  KANDIL_AVX2 static __m256i dot(const XB& x, const YB& y) {
+    return dot_s8(_mm256_sub_epi8(unpack_nibbles(x.qs), _mm256_set1_epi8(8)), load256(y.qs));
+  }
+};
+
+struct OpQ5_0 {
+  using XB = BlockQ5_0;
+  using YB = BlockQ8_0;
+  static constexpr bool kHasMin = false;
+  // q - 16 = nibble - 16 where bit 4 is clear (the int8 nibble | 0xF0), the nibble where set.
+  KANDIL_AVX2 static __m256i dot(const XB& x, const YB& y) {
+    const __m256i hb = bits_to_bytes(load_u32(x.qh));
+    const __m256i q = _mm256_or_si256(
+        unpack_nibbles(x.qs), _mm256_andnot_si256(hb, _mm256_set1_epi8(static_cast<char>(0xF0))));
+    return dot_s8(q, load256(y.qs));
+  }
+};
+
+struct OpQ4_1 {
+  using XB = BlockQ4_1;
+  using YB = BlockQ8_1;
+  static constexpr bool kHasMin = true;
+  KANDIL_AVX2 static __m256i dot(const XB& x, const YB& y) {
+    return dot_u8s8(unpack_nibbles(x.qs), load256(y.qs));
+  }
+};
+
+struct OpQ5_1 {
+  using XB = BlockQ5_1;
+  using YB = BlockQ8_1;
+  static constexpr bool kHasMin = true;
+  KANDIL_AVX2 static __m256i dot(const XB& x, const YB& y) {
+    const __m256i hb = bits_to_bytes(load_u32(x.qh));
+    const __m256i q =
+        _mm256_or_si256(unpack_nibbles(x.qs), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
+    return dot_u8s8(q, load256(y.qs));
+  }
+};
+
+template <class Op>
+KANDIL_AVX2 float vec_dot_legacy(int64_t n, const void* vx, const void* vy) {
+  using XB = typename Op::XB;
+  using YB = typename Op::YB;
+  const XB* x = static_cast<const XB*>(vx);
+  const YB* y = static_cast<const YB*>(vy);
   const int64_t nb = n / kQK;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc_min = _mm256_setzero_ps();
+  float sum_min = 0.0f;
   int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    for (int u = 0; u < 2; ++u) {
-      const BlockQ8_0& xb = x[b + u];
-      const BlockQ8_0& yb = y[b + u];
-      const __m256i p =
-          dot_s8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs)),
-                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb.qs)));
-      const __m256 d = _mm256_set1_ps(half_to_float(xb.d) * half_to_float(yb.d));
-      if (u == 0) {
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc0);
-      } else {
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc1);
-      }
+  for (; b + 8 <= nb; b += 8) {
+    const __m256 d =
+        _mm256_mul_ps(load_halves8(&x[b].d, sizeof(XB)), load_halves8(&y[b].d, sizeof(YB)));
+    if constexpr (Op::kHasMin) {
+      acc_min = _mm256_fmadd_ps(load_halves8(&x[b].m, sizeof(XB)),
+                                load_halves8(&y[b].s, sizeof(YB)), acc_min);
+    }
+    for (int u = 0; u < 8; u += 2) {
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Op::dot(x[b + u], y[b + u])), lane_broadcast(d, u),
+                             acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Op::dot(x[b + u + 1], y[b + u + 1])),
+                             lane_broadcast(d, u + 1), acc1);
     }
   }
   for (; b < nb; ++b) {
-    const __m256i p = dot_s8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs)),
-                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs)));
-    const __m256 d = _mm256_set1_ps(half_to_float(x[b].d) * half_to_float(y[b].d));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc0);
-  }
-  return hsum(_mm256_add_ps(acc0, acc1));
-}
-
-// ---- Q4_0 . Q8_0 ---------------------------------------------------------------------------------
-
-KANDIL_AVX2 float vec_dot_q4_0_q8_0(int64_t n, const void* vx, const void* vy) {
-  const BlockQ4_0* x = static_cast<const BlockQ4_0*>(vx);
-  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(vy);
-  const int64_t nb = n / kQK;
-  const __m256i eight = _mm256_set1_epi8(8);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
-    const __m256i q0 = _mm256_sub_epi8(unpack_nibbles(x[b].qs), eight);
-    const __m256i q1 = _mm256_sub_epi8(unpack_nibbles(x[b + 1].qs), eight);
-    const __m256i p0 = dot_s8(q0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs)));
-    const __m256i p1 =
-        dot_s8(q1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b + 1].qs)));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0),
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Op::dot(x[b], y[b])),
                            _mm256_set1_ps(half_to_float(x[b].d) * half_to_float(y[b].d)), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
-                           _mm256_set1_ps(half_to_float(x[b + 1].d) * half_to_float(y[b + 1].d)),
-                           acc1);
+    if constexpr (Op::kHasMin) sum_min += half_to_float(x[b].m) * half_to_float(y[b].s);
   }
-  for (; b < nb; ++b) {
-    const __m256i q = _mm256_sub_epi8(unpack_nibbles(x[b].qs), eight);
-    const __m256i p = dot_s8(q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs)));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                           _mm256_set1_ps(half_to_float(x[b].d) * half_to_float(y[b].d)), acc0);
-  }
-  return hsum(_mm256_add_ps(acc0, acc1));
-}
-
-// ---- Q4_1 . Q8_1 ---------------------------------------------------------------------------------
-
-KANDIL_AVX2 float vec_dot_q4_1_q8_1(int64_t n, const void* vx, const void* vy) {
-  const BlockQ4_1* x = static_cast<const BlockQ4_1*>(vx);
-  const BlockQ8_1* y = static_cast<const BlockQ8_1*>(vy);
-  const int64_t nb = n / kQK;
-  __m256 acc = _mm256_setzero_ps();
-  float sum_min = 0.0f;
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m256i p =
-        dot_u8s8(unpack_nibbles(x[b].qs), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs)));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                          _mm256_set1_ps(half_to_float(x[b].d) * half_to_float(y[b].d)), acc);
-    sum_min += half_to_float(x[b].m) * half_to_float(y[b].s);
-  }
-  return hsum(acc) + sum_min;
-}
-
-// ---- Q5_0 . Q8_0 ---------------------------------------------------------------------------------
-
-KANDIL_AVX2 float vec_dot_q5_0_q8_0(int64_t n, const void* vx, const void* vy) {
-  const BlockQ5_0* x = static_cast<const BlockQ5_0*>(vx);
-  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(vy);
-  const int64_t nb = n / kQK;
-  const __m256i high_nibble = _mm256_set1_epi8(static_cast<char>(0xF0));
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    // q - 16 = nibble - 16 where bit 4 is clear (the int8 nibble | 0xF0), the nibble where set.
-    const __m256i hb = bits_to_bytes(load_u32(x[b].qh));
-    const __m256i q = _mm256_or_si256(unpack_nibbles(x[b].qs), _mm256_andnot_si256(hb, high_nibble));
-    const __m256i p = dot_s8(q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs)));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                          _mm256_set1_ps(half_to_float(x[b].d) * half_to_float(y[b].d)), acc);
-  }
-  return hsum(acc);
-}
-
-// ---- Q5_1 . Q8_1 ---------------------------------------------------------------------------------
-
-KANDIL_AVX2 float vec_dot_q5_1_q8_1(int64_t n, const void* vx, const void* vy) {
-  const BlockQ5_1* x = static_cast<const BlockQ5_1*>(vx);
-  const BlockQ8_1* y = static_cast<const BlockQ8_1*>(vy);
-  const int64_t nb = n / kQK;
-  const __m256i bit4 = _mm256_set1_epi8(0x10);
-  __m256 acc = _mm256_setzero_ps();
-  float sum_min = 0.0f;
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m256i hb = bits_to_bytes(load_u32(x[b].qh));
-    const __m256i q = _mm256_or_si256(unpack_nibbles(x[b].qs), _mm256_and_si256(hb, bit4));
-    const __m256i p = dot_u8s8(q, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs)));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                          _mm256_set1_ps(half_to_float(x[b].d) * half_to_float(y[b].d)), acc);
-    sum_min += half_to_float(x[b].m) * half_to_float(y[b].s);
-  }
-  return hsum(acc) + sum_min;
+  float sum = hsum(_mm256_add_ps(acc0, acc1));
+  if constexpr (Op::kHasMin) sum += hsum(acc_min) + sum_min;
+  return sum;
 }
 
 // ---- K-quants -----------------------------------------------------------------------------------
 
-// The 8 six-bit scales and mins of a Q4_K / Q5_K block, each as 16-bit lanes: returns
-// (sc0..sc7) and writes (m0, m0, m1, m1, ..., m7, m7) to *mins_pairs, ready to multiply the 16 bsums.
-KANDIL_AVX2 inline void unpack_k4_scales(const uint8_t* s, int16_t* sc, __m256i* mins_pairs) {
-  int16_t m[8];
-  for (int j = 0; j < 8; ++j) {
-    int a, b;
-    ops::unpack_scale_min_k4(s, j, a, b);
-    sc[j] = static_cast<int16_t>(a);
-    m[j] = static_cast<int16_t>(b);
-  }
-  const __m128i mv = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
+// The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block (layout: BlockQ4_K), one per byte,
+// computed on whole words: for j < 4, sc = s[j] & 63 and m = s[j + 4] & 63; for j >= 4, the low
+// 4 bits come from s[j + 4] (low / high nibble) and the top 2 from bits 6-7 of s[j - 4] / s[j].
+inline void unpack_k4_scale_bytes(const uint8_t* s, uint64_t* sc, uint64_t* m) {
+  uint32_t a, b, c;
+  std::memcpy(&a, s, 4);
+  std::memcpy(&b, s + 4, 4);
+  std::memcpy(&c, s + 8, 4);
+  const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
+  *sc = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
+  *m = m_lo | (static_cast<uint64_t>(m_hi) << 32);
+}
+
+// Scales as 8 16-bit lanes (sc0..sc7) and the mins as (m0, m0, m1, m1, ..., m7, m7) 16-bit lanes
+// ready to multiply the 16 bsums.
+KANDIL_AVX2 inline void unpack_k4_scales(const uint8_t* s, __m128i* sc16, __m256i* mins_pairs) {
+  uint64_t sc, m;
+  unpack_k4_scale_bytes(s, &sc, &m);
+  *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc)));
+  const __m128i mv = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(m)));
   *mins_pairs = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(mv, mv)),
                                         _mm_unpackhi_epi16(mv, mv), 1);
 }
 
-KANDIL_AVX2 inline __m256i load256(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+// Word k (of the 8 in each 128-bit lane) of v in every 16-bit lane.
+KANDIL_AVX2 inline __m256i broadcast_word(__m256i v, int k) {
+  return _mm256_shuffle_epi8(v, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * k)));
 }
 
 KANDIL_AVX2 float vec_dot_q4_k_q8_k(int64_t n, const void* vx, const void* vy) {
@@ -474,23 +487,25 @@ KANDIL_AVX2 float vec_dot_q4_k_q8_k(int64_t n, const void* vx, const void* vy) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    int16_t sc[8];
+    __m128i sc16;
     __m256i mins;
-    unpack_k4_scales(x[b].scales, sc, &mins);
+    unpack_k4_scales(x[b].scales, &sc16, &mins);
+    const __m256i sc = _mm256_broadcastsi128_si256(sc16);
     __m256i sumi = _mm256_setzero_si256();
     for (int j = 0; j < 4; ++j) {
       const __m256i q = load256(x[b].qs + 32 * j);
       const __m256i lo = _mm256_and_si256(q, low4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
       const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y[b].qs + 64 * j)),
-                                             _mm256_set1_epi16(sc[2 * j]));
+                                             broadcast_word(sc, 2 * j));
       const __m256i p_hi = _mm256_madd_epi16(
-          _mm256_maddubs_epi16(hi, load256(y[b].qs + 64 * j + 32)), _mm256_set1_epi16(sc[2 * j + 1]));
+          _mm256_maddubs_epi16(hi, load256(y[b].qs + 64 * j + 32)), broadcast_word(sc, 2 * j + 1));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
     }
     const __m256i summ = _mm256_madd_epi16(load256(y[b].bsums), mins);
     const float dy = y[b].d;
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(half_to_float(x[b].d) * dy), acc);
+    acc =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(half_to_float(x[b].d) * dy), acc);
     acc_m = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(half_to_float(x[b].dmin) * dy),
                             acc_m);
   }
@@ -505,9 +520,10 @@ KANDIL_AVX2 float vec_dot_q5_k_q8_k(int64_t n, const void* vx, const void* vy) {
   const __m256i one = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    int16_t sc[8];
+    __m128i sc16;
     __m256i mins;
-    unpack_k4_scales(x[b].scales, sc, &mins);
+    unpack_k4_scales(x[b].scales, &sc16, &mins);
+    const __m256i sc = _mm256_broadcastsi128_si256(sc16);
     // Bit 4 of sub-block s's element l is bit s of qh[l]: shift qh right once per sub-block.
     __m256i qh = load256(x[b].qh);
     __m256i sumi = _mm256_setzero_si256();
@@ -520,14 +536,15 @@ KANDIL_AVX2 float vec_dot_q5_k_q8_k(int64_t n, const void* vx, const void* vy) {
       const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, low4), h_lo);
       const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), h_hi);
       const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(y[b].qs + 64 * j)),
-                                             _mm256_set1_epi16(sc[2 * j]));
+                                             broadcast_word(sc, 2 * j));
       const __m256i p_hi = _mm256_madd_epi16(
-          _mm256_maddubs_epi16(hi, load256(y[b].qs + 64 * j + 32)), _mm256_set1_epi16(sc[2 * j + 1]));
+          _mm256_maddubs_epi16(hi, load256(y[b].qs + 64 * j + 32)), broadcast_word(sc, 2 * j + 1));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
     }
     const __m256i summ = _mm256_madd_epi16(load256(y[b].bsums), mins);
     const float dy = y[b].d;
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(half_to_float(x[b].d) * dy), acc);
+    acc =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(half_to_float(x[b].d) * dy), acc);
     acc_m = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(half_to_float(x[b].dmin) * dy),
                             acc_m);
   }
@@ -544,7 +561,8 @@ KANDIL_AVX2 float vec_dot_q6_k_q8_k(int64_t n, const void* vx, const void* vy) {
   const __m256i low2 = _mm256_set1_epi8(0x03);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const int8_t* sc = x[b].scales;
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales));
+    const __m256i sc_both = _mm256_broadcastsi128_si256(sc8);
     __m256i sumi = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const __m256i ql0 = load256(x[b].ql + 64 * h);
@@ -552,19 +570,23 @@ KANDIL_AVX2 float vec_dot_q6_k_q8_k(int64_t n, const void* vx, const void* vy) {
       const __m256i qh = load256(x[b].qh + 32 * h);
       for (int g = 0; g < 4; ++g) {
         const __m256i ql = (g % 2 == 0) ? ql0 : ql1;
-        const __m256i lo = g < 2 ? _mm256_and_si256(ql, low4)
-                                 : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4);
+        const __m256i lo =
+            g < 2 ? _mm256_and_si256(ql, low4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), low2);
         const __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
         const int s = 8 * h + 2 * g;  // sub-blocks s (low half) and s + 1 (high half)
-        const __m256i scale = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_set1_epi16(sc[s])), _mm_set1_epi16(sc[s + 1]), 1);
+        // Scale s in every word of the low lane, s + 1 in the high lane: replicate the byte, then
+        // sign-extend it from the high byte of each word.
+        const __m256i pick =
+            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi8(static_cast<char>(s))),
+                                    _mm_set1_epi8(static_cast<char>(s + 1)), 1);
+        const __m256i scale = _mm256_srai_epi16(_mm256_shuffle_epi8(sc_both, pick), 8);
         const __m256i p =
             _mm256_madd_epi16(_mm256_maddubs_epi16(q, load256(y[b].qs + 128 * h + 32 * g)), scale);
         sumi = _mm256_add_epi32(sumi, p);
       }
     }
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
     const __m256i bias = _mm256_madd_epi16(sc16, load256(y[b].bsums));
     sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(bias, 5));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(half_to_float(x[b].d) * y[b].d),
@@ -577,31 +599,65 @@ KANDIL_AVX2 float vec_dot_q6_k_q8_k(int64_t n, const void* vx, const void* vy) {
 
 namespace detail {
 
-ops::VecDotFn avx2_vec_dot(TensorType weight_type) {
+IsaDot avx2_dot(TensorType weight_type) {
+  IsaDot d;
   switch (weight_type) {
-    case TensorType::F32: return vec_dot_f32;
-    case TensorType::F16: return vec_dot_f16;
-    case TensorType::BF16: return vec_dot_bf16;
-    case TensorType::Q4_0: return vec_dot_q4_0_q8_0;
-    case TensorType::Q4_1: return vec_dot_q4_1_q8_1;
-    case TensorType::Q5_0: return vec_dot_q5_0_q8_0;
-    case TensorType::Q5_1: return vec_dot_q5_1_q8_1;
-    case TensorType::Q8_0: return vec_dot_q8_0_q8_0;
-    case TensorType::Q4_K: return vec_dot_q4_k_q8_k;
-    case TensorType::Q5_K: return vec_dot_q5_k_q8_k;
-    case TensorType::Q6_K: return vec_dot_q6_k_q8_k;
-    default: return nullptr;
+    case TensorType::F32:
+      d.vec_dot = vec_dot_float<Fmt::F32>;
+      d.vec_dot_rows = vec_dot_float_rows<Fmt::F32>;
+      break;
+    case TensorType::F16:
+      d.vec_dot = vec_dot_float<Fmt::F16>;
+      d.vec_dot_rows = vec_dot_float_rows<Fmt::F16>;
+      break;
+    case TensorType::BF16:
+      d.vec_dot = vec_dot_float<Fmt::BF16>;
+      d.vec_dot_rows = vec_dot_float_rows<Fmt::BF16>;
+      break;
+    case TensorType::Q4_0:
+      d.vec_dot = vec_dot_legacy<OpQ4_0>;
+      break;
+    case TensorType::Q4_1:
+      d.vec_dot = vec_dot_legacy<OpQ4_1>;
+      break;
+    case TensorType::Q5_0:
+      d.vec_dot = vec_dot_legacy<OpQ5_0>;
+      break;
+    case TensorType::Q5_1:
+      d.vec_dot = vec_dot_legacy<OpQ5_1>;
+      break;
+    case TensorType::Q8_0:
+      d.vec_dot = vec_dot_legacy<OpQ8_0>;
+      break;
+    case TensorType::Q4_K:
+      d.vec_dot = vec_dot_q4_k_q8_k;
+      break;
+    case TensorType::Q5_K:
+      d.vec_dot = vec_dot_q5_k_q8_k;
+      break;
+    case TensorType::Q6_K:
+      d.vec_dot = vec_dot_q6_k_q8_k;
+      break;
+    default:
+      break;
   }
+  return d;
 }
 
 ops::FromFloatFn avx2_from_float(TensorType dot_type) {
   switch (dot_type) {
-    case TensorType::F16: return from_float_f16;
-    case TensorType::BF16: return from_float_bf16;
-    case TensorType::Q8_0: return from_float_q8_0;
-    case TensorType::Q8_1: return from_float_q8_1;
-    case TensorType::Q8_K: return from_float_q8_k;
-    default: return nullptr;
+    case TensorType::F16:
+      return from_float_f16;
+    case TensorType::BF16:
+      return from_float_bf16;
+    case TensorType::Q8_0:
+      return from_float_q8_0;
+    case TensorType::Q8_1:
+      return from_float_q8_1;
+    case TensorType::Q8_K:
+      return from_float_q8_k;
+    default:
+      return nullptr;
   }
 }
 
@@ -611,7 +667,7 @@ ops::FromFloatFn avx2_from_float(TensorType dot_type) {
 #else  // not x86
 
 namespace kandil::cpu::detail {
-ops::VecDotFn avx2_vec_dot(TensorType) { return nullptr; }
+IsaDot avx2_dot(TensorType) { return {}; }
 ops::FromFloatFn avx2_from_float(TensorType) { return nullptr; }
 }  // namespace kandil::cpu::detail
 

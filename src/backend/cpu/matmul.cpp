@@ -18,6 +18,9 @@ constexpr size_t kWeightChunkBytes = 128 * 1024;
 // Below this many multiply-adds a matmul runs on the calling thread: waking the pool costs more
 // than the work (tiny models, decode steps of small layers).
 constexpr int64_t kMinParallelWork = 128 * 1024;
+// Activation rows per vec_dot_rows call (its results equal vec_dot's bit for bit, so this only
+// affects speed).
+constexpr int64_t kRowsPerCall = 64;
 
 // Runs fn(begin, end) over [0, n) on the pool, or inline when the work is too small to share.
 template <class F>
@@ -63,16 +66,16 @@ void matmul(ThreadPool& pool, const Weight& w, const float* x, int64_t n_tokens,
   }
 
   const ops::VecDotFn dot = k.vec_dot;
+  const VecDotRowsFn dot_rows = k.vec_dot_rows;
   const size_t w_row = std::max<size_t>(w.row_bytes, 1);
-  const int64_t token_tile =
-      std::clamp<int64_t>(static_cast<int64_t>(kActivationTileBytes / std::max<size_t>(xq_row, 1)),
-                          1, n_tokens);
+  const int64_t token_tile = std::clamp<int64_t>(
+      static_cast<int64_t>(kActivationTileBytes / std::max<size_t>(xq_row, 1)), 1, n_tokens);
   const int64_t row_chunk = std::max<int64_t>(static_cast<int64_t>(kWeightChunkBytes / w_row), 1);
 
   // Each thread takes a contiguous range of output rows (so every weight row is read by one thread
   // only), walked in chunks of rows x tiles of tokens; each weight row is reused for all tokens of
-  // a tile while it sits in L1. Every output is one vec_dot call, so results do not depend on the
-  // thread count or the tiling.
+  // a tile while it sits in L1. Every output is one dot (vec_dot, or vec_dot_rows which equals it
+  // bit for bit), so results do not depend on the thread count, the tiling or the batch size.
   maybe_parallel(pool, parallel, n_out, [&](int64_t r_begin, int64_t r_end) {
     for (int64_t r0 = r_begin; r0 < r_end; r0 += row_chunk) {
       const int64_t r1 = std::min(r0 + row_chunk, r_end);
@@ -80,8 +83,18 @@ void matmul(ThreadPool& pool, const Weight& w, const float* x, int64_t n_tokens,
         const int64_t t1 = std::min(t0 + token_tile, n_tokens);
         for (int64_t r = r0; r < r1; ++r) {
           const uint8_t* wr = w.row(r);
-          for (int64_t i = t0; i < t1; ++i) {
-            y[i * n_out + r] = dot(n_in, wr, xq + static_cast<size_t>(i) * xq_row);
+          if (dot_rows != nullptr) {
+            // Several tokens per call: the kernel loads / converts the weight row once for them.
+            float out[kRowsPerCall];
+            for (int64_t i0 = t0; i0 < t1; i0 += kRowsPerCall) {
+              const int64_t count = std::min<int64_t>(kRowsPerCall, t1 - i0);
+              dot_rows(n_in, wr, xq + static_cast<size_t>(i0) * xq_row, xq_row, count, out);
+              for (int64_t i = 0; i < count; ++i) y[(i0 + i) * n_out + r] = out[i];
+            }
+          } else {
+            for (int64_t i = t0; i < t1; ++i) {
+              y[i * n_out + r] = dot(n_in, wr, xq + static_cast<size_t>(i) * xq_row);
+            }
           }
         }
       }
