@@ -39,8 +39,14 @@ std::vector<float> log_softmax(const float* logits, int n) {
 }
 
 // Compares one reference case (one prompt) step by step. Returns the largest difference seen.
-double check_case(const std::shared_ptr<const Model>& model, KvCacheType cache, const json& c, double tol,
-                  const std::string& label) {
+struct CaseResult {
+  double worst = 0;   // max |Δ log-prob| over all steps' top-10
+  int greedy_agree = 0;
+  int steps = 0;
+};
+
+CaseResult check_case(const std::shared_ptr<const Model>& model, KvCacheType cache, const json& c, double tol,
+                      const std::string& label) {
   ContextParams p;
   p.n_ctx = 512;
   p.n_threads = 2;
@@ -54,7 +60,7 @@ double check_case(const std::shared_ptr<const Model>& model, KvCacheType cache, 
   EXPECT_EQ(model->tokenizer().encode(c["prompt"].get<std::string>(), true, false), prompt) << label;
 
   EXPECT_TRUE((*ctx)->decode(prompt).ok());
-  double worst = 0;
+  CaseResult r;
   const auto& steps = c["steps"];
   for (size_t i = 0; i < steps.size(); ++i) {
     const auto& st = steps[i];
@@ -63,11 +69,13 @@ double check_case(const std::shared_ptr<const Model>& model, KvCacheType cache, 
     const auto ref_lp = st["top_logprobs"].get<std::vector<double>>();
     for (size_t k = 0; k < ids.size(); ++k) {
       const double d = std::abs(lp[static_cast<size_t>(ids[k])] - ref_lp[k]);
-      worst = std::max(worst, d);
+      r.worst = std::max(r.worst, d);
       EXPECT_LE(d, tol) << label << " step " << i << " token " << ids[k];
     }
     // Greedy agreement where the reference is not near a tie.
     const int ours = static_cast<int>(std::max_element(lp.begin(), lp.end()) - lp.begin());
+    r.steps++;
+    r.greedy_agree += ours == st["token"].get<int>();
     if (ref_lp[0] - ref_lp[1] > 2 * tol) {
       EXPECT_EQ(ours, st["token"].get<int>()) << label << " step " << i;
     }
@@ -76,7 +84,7 @@ double check_case(const std::shared_ptr<const Model>& model, KvCacheType cache, 
       EXPECT_TRUE((*ctx)->decode(&next, 1).ok());
     }
   }
-  return worst;
+  return r;
 }
 
 class FixtureModels : public ::testing::TestWithParam<FixtureCase> {};
@@ -93,8 +101,9 @@ TEST_P(FixtureModels, TeacherForcedTop10MatchesLlamaCpp) {
     for (const auto& c : ref[key]) {
       const std::string label = fc.model + " " + key + " '" + c["prompt"].get<std::string>() + "'";
       const double tol = cache == KvCacheType::f16 && fc.tol_f16_cache > 0 ? fc.tol_f16_cache : fc.tol;
-      const double worst = check_case(*model, cache, c, tol, label);
-      std::printf("  %-60s max |dlogprob| = %.2e (tolerance %.3g)\n", label.c_str(), worst, tol);
+      const CaseResult r = check_case(*model, cache, c, tol, label);
+      std::printf("  %-60s max |dlogprob| = %.2e (tolerance %.3g), greedy %d/%d\n", label.c_str(), r.worst,
+                  tol, r.greedy_agree, r.steps);
     }
   }
 }
