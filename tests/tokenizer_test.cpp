@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -751,23 +750,11 @@ TEST(TokenizerBadMetadata, Merges) {
   expect_error(tiny_bpe({"he"}, {"he"}), "expected two tokens separated by a space");
 }
 
-// ---- speed --------------------------------------------------------------------------------------
+// ---- large inputs -------------------------------------------------------------------------------
+// 1 MiB inputs, including single huge "words", must tokenize correctly (merges use priority
+// queues, so this stays fast; speed itself is measured by bench/, never asserted here).
 
-double seconds_to_encode(const Tokenizer& tok, const std::string& text) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<TokenId> ids = tok.encode(text, true, false);
-  const auto t1 = std::chrono::steady_clock::now();
-  EXPECT_FALSE(ids.empty());
-  return std::chrono::duration<double>(t1 - t0).count();
-}
-
-#ifdef NDEBUG
-constexpr double kMaxSeconds = 1.0;
-#else
-constexpr double kMaxSeconds = 10.0;  // unoptimised / instrumented builds
-#endif
-
-TEST(TokenizerSpeed, OneMegabyte) {
+TEST(TokenizerLargeInput, OneMegabyteRoundTrips) {
   REQUIRE_VOCAB_FIXTURES();
   std::string mixed;
   const std::vector<VocabCase> cases = read_vectors("vocab/ggml-vocab-gpt-2.gguf");
@@ -779,26 +766,25 @@ TEST(TokenizerSpeed, OneMegabyte) {
   for (const char* name : {"vocab/ggml-vocab-gpt-2.gguf", "vocab/ggml-vocab-llama-spm.gguf",
                            "vocab/ggml-vocab-deepseek-coder.gguf"}) {
     const Tokenizer& tok = fixture_tokenizer(name);
+    const bool spm = tok.kind() == TokenizerKind::spm;
     for (size_t i = 0; i < inputs.size(); ++i) {
-      const double s = seconds_to_encode(tok, inputs[i]);
-      std::printf("[          ] %s, input %zu (1 MiB): %.3f s\n", name, i, s);
-      EXPECT_LT(s, kMaxSeconds) << name << " input " << i;
+      const std::vector<TokenId> ids = tok.encode(inputs[i], false, false);
+      ASSERT_FALSE(ids.empty());
+      EXPECT_LE(ids.size(), inputs[i].size() + 1) << name << " input " << i;  // + the SPM prefix
+      // SPM prepends one space; byte-level BPE reproduces the text exactly.
+      EXPECT_EQ(tok.decode(ids), spm ? " " + inputs[i] : inputs[i]) << name << " input " << i;
     }
   }
 }
 
-TEST(TokenizerSpeed, ManySpecialTokens) {
+TEST(TokenizerLargeInput, ManySpecialTokens) {
   std::vector<std::pair<std::string, int32_t>> specials;
   for (int i = 0; i < 5000; ++i) specials.emplace_back("<ctl_" + std::to_string(i) + ">", 3);
   auto tok = from_writer(tiny_spm({{kSp, -1}, {"a", -2}, {kSp + "a", -3}}, specials));
   ASSERT_TRUE(tok.ok()) << tok.error().message;
   std::string text;
   while (text.size() < (1u << 20)) text += "a a<ctl_42>a ";
-  const auto t0 = std::chrono::steady_clock::now();
   const std::vector<TokenId> ids = (*tok)->encode(text, false, true);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("[          ] 5000 special tokens, 1 MiB, parse_special: %.3f s\n", s);
-  EXPECT_LT(s, kMaxSeconds);
   const TokenId ctl42 = kFirstPiece + 3 + 42;
   ASSERT_GE(ids.size(), 4u);
   // "▁a" "▁a" <ctl_42> "▁a": text after a special token gets the space prefix again.
