@@ -192,6 +192,15 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
   s.scores.resize(static_cast<size_t>(p.n_threads) * static_cast<size_t>(p.n_ctx));
   s.qh.resize(static_cast<size_t>(p.n_threads) * static_cast<size_t>(c.head_dim));
   s.logits.resize(static_cast<size_t>(c.n_vocab));
+  // Matmul scratch for the widest activation conversion, so decoding never allocates.
+  const Model::Impl& m = *s.m;
+  size_t scratch = cpu::matmul_scratch_bytes(m.output, p.n_batch);
+  for (const LayerWeights& l : m.layers) {
+    for (const cpu::Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      scratch = std::max(scratch, cpu::matmul_scratch_bytes(*w, p.n_batch));
+    }
+  }
+  s.scratch.resize(scratch);
   return ctx;
 }
 
