@@ -18,14 +18,19 @@ struct InfoOptions {
 
 nlohmann::json value_json(const GgufValue& v, size_t max_items) {
   switch (v.type) {
-    case GgufValueType::STRING: return safe_utf8(v.str);
-    case GgufValueType::BOOL: return v.b;
-    case GgufValueType::FLOAT32: return static_cast<float>(v.f);
-    case GgufValueType::FLOAT64: return v.f;
+    case GgufValueType::STRING:
+      return safe_utf8(v.str);
+    case GgufValueType::BOOL:
+      return v.b;
+    case GgufValueType::FLOAT32:
+      return static_cast<float>(v.f);
+    case GgufValueType::FLOAT64:
+      return v.f;
     case GgufValueType::UINT8:
     case GgufValueType::UINT16:
     case GgufValueType::UINT32:
-    case GgufValueType::UINT64: return v.u;
+    case GgufValueType::UINT64:
+      return v.u;
     case GgufValueType::ARRAY: {
       // Long arrays are summarised: type, count and the first items.
       nlohmann::json items = nlohmann::json::array();
@@ -47,7 +52,8 @@ nlohmann::json value_json(const GgufValue& v, size_t max_items) {
               {"items", items},
               {"truncated", shown < v.count}};
     }
-    default: return v.i;
+    default:
+      return v.i;
   }
 }
 
@@ -70,7 +76,8 @@ int run_info(const InfoOptions& opt) {
     j["data_offset"] = f.data_offset();
     j["file_size"] = f.file_size();
     nlohmann::json meta = nlohmann::json::object();
-    for (const auto& kv : f.metadata()) meta[safe_utf8(kv.key)] = value_json(kv.value, opt.max_items);
+    for (const auto& kv : f.metadata())
+      meta[safe_utf8(kv.key)] = value_json(kv.value, opt.max_items);
     j["metadata"] = meta;
     nlohmann::json tensors = nlohmann::json::array();
     for (const auto& t : f.tensors()) {
@@ -103,8 +110,8 @@ int run_info(const InfoOptions& opt) {
   for (const auto& t : f.tensors()) {
     std::string shape;
     for (uint32_t d = 0; d < t.n_dims; ++d) shape += (d ? " x " : "") + std::to_string(t.ne[d]);
-    fmt::print("  {:<36} {:<6} {:<20} {:>12} bytes{}\n", safe_utf8(t.name), tensor_type_name(t.type),
-               "[" + shape + "]", t.nbytes,
+    fmt::print("  {:<36} {:<6} {:<20} {:>12} bytes{}\n", safe_utf8(t.name),
+               tensor_type_name(t.type), "[" + shape + "]", t.nbytes,
                tensor_type_supported(t.type) ? "" : "  (type not supported for compute)");
   }
   fmt::print("\ntotals: {} tensors, {} parameters ({:.2f} M), {} tensor bytes ({:.2f} MiB)\n",

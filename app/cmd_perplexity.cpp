@@ -54,10 +54,11 @@ int run_perplexity(PerplexityOptions& opt) {
     fmt::print("{}\n", j.dump());
   } else {
     std::string line;
-    for (size_t k = 0; k < r->running_ppl.size(); ++k) line += fmt::format("[{}]{:.4f},", k + 1, r->running_ppl[k]);
+    for (size_t k = 0; k < r->running_ppl.size(); ++k)
+      line += fmt::format("[{}]{:.4f},", k + 1, r->running_ppl[k]);
     fmt::print("{}\n", line);
-    fmt::print("Final estimate: PPL = {:.4f} +/- {:.5f}  ({} tokens, {} chunks of {}, {:.2f} s)\n", r->ppl,
-               r->ppl_stderr, r->n_tokens, r->n_chunks, r->n_ctx, r->seconds);
+    fmt::print("Final estimate: PPL = {:.4f} +/- {:.5f}  ({} tokens, {} chunks of {}, {:.2f} s)\n",
+               r->ppl, r->ppl_stderr, r->n_tokens, r->n_chunks, r->n_ctx, r->seconds);
   }
   return 0;
 }
@@ -66,7 +67,8 @@ int run_perplexity(PerplexityOptions& opt) {
 
 void register_perplexity(CLI::App& app, CommandFn& selected) {
   auto opt = std::make_shared<PerplexityOptions>();
-  CLI::App* cmd = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp's method)");
+  CLI::App* cmd =
+      app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp's method)");
   add_model_options(cmd, opt->model);
   cmd->add_option("-f,--file", opt->file, "Text file")->required();
   cmd->add_flag("--json", opt->json, "Print one JSON object");

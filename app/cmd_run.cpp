@@ -39,11 +39,13 @@ Result<std::vector<std::pair<TokenId, float>>> parse_logit_bias(const std::vecto
       float bias = (b == "-inf" || b == "-INF") ? -INFINITY : std::stof(b, &used);
       if (!std::isinf(bias) && used != b.size()) throw std::invalid_argument(s);
       if (id < 0 || id >= n_vocab) {
-        return Error{fmt::format("--logit-bias '{}': token id {} is outside 0..{}", s, id, n_vocab - 1)};
+        return Error{
+            fmt::format("--logit-bias '{}': token id {} is outside 0..{}", s, id, n_vocab - 1)};
       }
       out.emplace_back(static_cast<TokenId>(id), bias);
     } catch (const std::exception&) {
-      return Error{fmt::format("--logit-bias '{}': expected TOKEN_ID:BIAS, e.g. 15043:-5 or 2:-inf", s)};
+      return Error{
+          fmt::format("--logit-bias '{}': expected TOKEN_ID:BIAS, e.g. 15043:-5 or 2:-inf", s)};
     }
   }
   return out;
@@ -86,10 +88,12 @@ int run_run(RunOptions& opt) {
   auto r = generate(ctx, sampler, ids, g, stream);
   if (!r.ok()) return fail(r.error());
 
-  const double pp_tps = r->prompt_ms > 0 ? 1000.0 * static_cast<double>(ids.size()) / r->prompt_ms : 0;
+  const double pp_tps =
+      r->prompt_ms > 0 ? 1000.0 * static_cast<double>(ids.size()) / r->prompt_ms : 0;
   // The first generated token comes from the prompt's logits; the rest each cost one decode step.
   const size_t n_steps = r->tokens.empty() ? 0 : r->tokens.size() - 1;
-  const double tg_tps = r->generation_ms > 0 ? 1000.0 * static_cast<double>(n_steps) / r->generation_ms : 0;
+  const double tg_tps =
+      r->generation_ms > 0 ? 1000.0 * static_cast<double>(n_steps) / r->generation_ms : 0;
   if (opt.json) {
     nlohmann::json j;
     j["prompt_tokens"] = r->prompt_tokens;
@@ -106,18 +110,17 @@ int run_run(RunOptions& opt) {
       }
       j["probs"] = steps;
     }
-    j["timings"] = {{"prompt_ms", r->prompt_ms},
-                    {"prompt_tokens_per_second", pp_tps},
-                    {"generation_ms", r->generation_ms},
-                    {"generated_tokens", r->tokens.size()},
-                    {"tokens_per_second", tg_tps},
-                    {"threads", ctx.n_threads()}};
+    j["timings"] = {{"prompt_ms", r->prompt_ms},         {"prompt_tokens_per_second", pp_tps},
+                    {"generation_ms", r->generation_ms}, {"generated_tokens", r->tokens.size()},
+                    {"tokens_per_second", tg_tps},       {"threads", ctx.n_threads()}};
     fmt::print("{}\n", j.dump());
   } else {
     fmt::print("\n");
   }
   std::fflush(stdout);
-  fmt::print(stderr, "prompt: {} tokens in {:.1f} ms ({:.1f} t/s) | generation: {} tokens in {:.1f} ms ({:.1f} t/s) | stop: {}\n",
+  fmt::print(stderr,
+             "prompt: {} tokens in {:.1f} ms ({:.1f} t/s) | generation: {} tokens in {:.1f} ms "
+             "({:.1f} t/s) | stop: {}\n",
              ids.size(), r->prompt_ms, pp_tps, r->tokens.size(), r->generation_ms, tg_tps,
              stop_reason_name(r->stop_reason));
   return 0;
@@ -139,10 +142,14 @@ void register_run(CLI::App& app, CommandFn& selected) {
   cmd->add_option("--top-k", s.top_k, "Top-k (0: off)")->capture_default_str();
   cmd->add_option("--top-p", s.top_p, "Top-p (1: off)")->capture_default_str();
   cmd->add_option("--min-p", s.min_p, "Min-p (0: off)")->capture_default_str();
-  cmd->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")->capture_default_str();
-  cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalties look back")->capture_default_str();
-  cmd->add_option("--presence-penalty", s.presence_penalty, "Presence penalty")->capture_default_str();
-  cmd->add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")->capture_default_str();
+  cmd->add_option("--repeat-penalty", s.repeat_penalty, "Repetition penalty (1: off)")
+      ->capture_default_str();
+  cmd->add_option("--repeat-last-n", s.repeat_last_n, "Tokens the penalties look back")
+      ->capture_default_str();
+  cmd->add_option("--presence-penalty", s.presence_penalty, "Presence penalty")
+      ->capture_default_str();
+  cmd->add_option("--frequency-penalty", s.frequency_penalty, "Frequency penalty")
+      ->capture_default_str();
   cmd->add_option("--logit-bias", opt->logit_bias, "TOKEN_ID:BIAS (repeatable; -inf bans)");
   cmd->add_option("-s,--seed", opt->seed, "Random seed (default: random)");
   cmd->add_option("--stop", opt->stop, "Stop string (repeatable)");

@@ -50,13 +50,15 @@ int run_tokenize(const TokenizeOptions& opt) {
 
 void register_tokenize(CLI::App& app, CommandFn& selected) {
   auto opt = std::make_shared<TokenizeOptions>();
-  CLI::App* cmd = app.add_subcommand("tokenize", "Convert text to token ids with a model's tokenizer");
+  CLI::App* cmd =
+      app.add_subcommand("tokenize", "Convert text to token ids with a model's tokenizer");
   cmd->add_option("-m,--model", opt->model, "GGUF model or vocab file (default: $KANDIL_MODEL)");
   auto* text = cmd->add_option("text", opt->text, "Text to tokenize");
   auto* file = cmd->add_option("-f,--file", opt->file, "Read the text from a file");
   text->excludes(file);
   cmd->add_flag("--no-bos", opt->no_bos, "Do not add BOS/EOS tokens");
-  cmd->add_flag("--parse-special", opt->parse_special, "Turn special-token text into special tokens");
+  cmd->add_flag("--parse-special", opt->parse_special,
+                "Turn special-token text into special tokens");
   cmd->add_flag("--ids", opt->ids_only, "Print only the ids, space-separated");
   cmd->add_flag("--json", opt->json, "Print {\"ids\": [...]}");
   cmd->callback([opt, &selected] { selected = [opt] { return run_tokenize(*opt); }; });

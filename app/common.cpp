@@ -59,7 +59,10 @@ double now_s() {
 }  // namespace
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), start_(now_s()),
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      start_(now_s()),
       tty_(isatty(STDERR_FILENO) != 0) {}
 
 void Progress::update(int64_t done, const std::string& extra) {

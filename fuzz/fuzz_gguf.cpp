@@ -75,7 +75,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!info) __builtin_trap();
     const __int128 want = static_cast<__int128>(t.ne[0] / info->block_size) * info->block_bytes *
                           t.ne[1] * t.ne[2] * t.ne[3];
-    if (t.ne[0] % info->block_size != 0 || want != static_cast<__int128>(t.nbytes)) __builtin_trap();
+    if (t.ne[0] % info->block_size != 0 || want != static_cast<__int128>(t.nbytes))
+      __builtin_trap();
     const int64_t n = t.n_elements() + t.n_rows();
     touch(&n, sizeof n);
     if (t.nbytes > 0) {

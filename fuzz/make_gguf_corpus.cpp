@@ -43,7 +43,8 @@ GgufValue scalar(GgufValueType t, int64_t i, double f = 0.0) {
   return v;
 }
 
-bool add(GgufWriter& w, const char* name, TensorType type, std::vector<int64_t> shape, uint8_t seed) {
+bool add(GgufWriter& w, const char* name, TensorType type, std::vector<int64_t> shape,
+         uint8_t seed) {
   int64_t rows = 1;
   for (size_t d = 1; d < shape.size(); ++d) rows *= shape[d];
   const auto data = bytes_of(tensor_row_bytes(type, shape[0]) * static_cast<size_t>(rows), seed);
@@ -108,7 +109,8 @@ int main(int argc, char** argv) {
     nested.type = GgufValueType::ARRAY;
     nested.elem_type = GgufValueType::ARRAY;
     nested.count = 3;
-    nested.arrays = {array_of(GgufValueType::INT16, i16s, 3), strs, array_of(GgufValueType::UINT8, i16s, 0)};
+    nested.arrays = {array_of(GgufValueType::INT16, i16s, 3), strs,
+                     array_of(GgufValueType::UINT8, i16s, 0)};
     w.set_value("nested", nested);
     ok &= save(dir, "seed-metadata", w.serialize());
   }
@@ -146,7 +148,10 @@ int main(int argc, char** argv) {
     w.set_u32("llama.block_count", 1);
     w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
     w.set_string("tokenizer.ggml.model", "llama");
-    w.set_strings("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a", "b", "<0x0A>"});
+    w.set_strings("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>",
+                                            "\xe2\x96\x81"
+                                            "a",
+                                            "b", "<0x0A>"});
     w.set_f32s("tokenizer.ggml.scores", {0, 0, 0, -1, -2, -3});
     w.set_i32s("tokenizer.ggml.token_type", {2, 3, 3, 1, 1, 6});
     w.set_u32("tokenizer.ggml.bos_token_id", 1);

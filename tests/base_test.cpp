@@ -39,10 +39,10 @@ TEST(Base, ThreadPoolCoversEveryIndexOnce) {
 
 TEST(Base, Utf8IncompleteTailAndSanitize) {
   EXPECT_EQ(utf8::incomplete_tail("abc"), 0u);
-  EXPECT_EQ(utf8::incomplete_tail("a\xc3"), 1u);          // lead of a 2-byte sequence
-  EXPECT_EQ(utf8::incomplete_tail("a\xc3\xa9"), 0u);      // é complete
-  EXPECT_EQ(utf8::incomplete_tail("\xe2\x96"), 2u);       // 2 of 3 bytes
-  EXPECT_EQ(utf8::incomplete_tail("\xf0\x9f\x98"), 3u);   // 3 of 4 bytes
+  EXPECT_EQ(utf8::incomplete_tail("a\xc3"), 1u);         // lead of a 2-byte sequence
+  EXPECT_EQ(utf8::incomplete_tail("a\xc3\xa9"), 0u);     // é complete
+  EXPECT_EQ(utf8::incomplete_tail("\xe2\x96"), 2u);      // 2 of 3 bytes
+  EXPECT_EQ(utf8::incomplete_tail("\xf0\x9f\x98"), 3u);  // 3 of 4 bytes
   EXPECT_EQ(utf8::incomplete_tail("\xf0\x9f\x98\x80"), 0u);
   EXPECT_EQ(utf8::sanitize("ok \xe2\x96\x81"), "ok \xe2\x96\x81");
   EXPECT_EQ(utf8::sanitize("bad \xff!"), "bad \xef\xbf\xbd!");

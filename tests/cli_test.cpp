@@ -59,7 +59,8 @@ TEST(Cli, InfoJsonDescribesTensorsAndMetadata) {
 
 TEST(Cli, RunGreedyOnSynthesizedModelIsDeterministic) {
   const std::string model = synth_model(kandil::testing::temp_dir());
-  auto a = run_kandil("run -m " + model + " -p 'hello world' -n 8 --temp 0 --json --n-probs 3 -t 2");
+  auto a =
+      run_kandil("run -m " + model + " -p 'hello world' -n 8 --temp 0 --json --n-probs 3 -t 2");
   ASSERT_EQ(a.exit_code, 0) << a.err;
   auto j = nlohmann::json::parse(a.out);
   EXPECT_EQ(j["tokens"].size(), 8u);
@@ -116,15 +117,17 @@ TEST(Cli, TokenizeJsonOnFixtureVocab) {
                       " --json 'Once upon a time'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["ids"], nlohmann::json::array({1, 9038, 2501, 263, 931}));
-  auto nobos = run_kandil("tokenize -m " + kandil::testing::fixture("vocab/ggml-vocab-llama-spm.gguf") +
-                          " --json --no-bos 'Once upon a time'");
+  auto nobos =
+      run_kandil("tokenize -m " + kandil::testing::fixture("vocab/ggml-vocab-llama-spm.gguf") +
+                 " --json --no-bos 'Once upon a time'");
   EXPECT_EQ(nlohmann::json::parse(nobos.out)["ids"], nlohmann::json::array({9038, 2501, 263, 931}));
 }
 
 TEST(Cli, RunStories260KMatchesReferenceText) {
   KANDIL_REQUIRE_FIXTURE("models/stories260K.gguf");
   KANDIL_REQUIRE_FIXTURE("refs/stories260K.json");
-  auto ref = nlohmann::json::parse(kandil::testing::read_file(kandil::testing::fixture("refs/stories260K.json")));
+  auto ref = nlohmann::json::parse(
+      kandil::testing::read_file(kandil::testing::fixture("refs/stories260K.json")));
   auto r = run_kandil("run -m " + kandil::testing::fixture("models/stories260K.gguf") +
                       " -p 'Once upon a time' -n 32 --temp 0 --json --n-probs 10");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -141,8 +144,8 @@ TEST(Cli, RunStories260KMatchesReferenceText) {
 TEST(Cli, PerplexityJson) {
   KANDIL_REQUIRE_FIXTURE("models/stories260K.gguf");
   KANDIL_REQUIRE_FIXTURE("text/ppl.txt");
-  auto r = run_kandil("perplexity -m " + kandil::testing::fixture("models/stories260K.gguf") + " -f " +
-                      kandil::testing::fixture("text/ppl.txt") + " -c 128 --json");
+  auto r = run_kandil("perplexity -m " + kandil::testing::fixture("models/stories260K.gguf") +
+                      " -f " + kandil::testing::fixture("text/ppl.txt") + " -c 128 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["n_chunks"], 63);

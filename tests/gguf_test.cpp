@@ -6,10 +6,10 @@
 #include <cctype>
 #include <cstring>
 #include <fstream>
-#include <memory>
-#include <ostream>
 #include <limits>
 #include <map>
+#include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -22,7 +22,8 @@ namespace {
 // Whether `msg` contains `what` (gtest only: the suite does not link gmock).
 ::testing::AssertionResult Contains(const std::string& msg, const std::string& what) {
   if (msg.find(what) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "message \"" << msg << "\" does not contain \"" << what << "\"";
+  return ::testing::AssertionFailure()
+         << "message \"" << msg << "\" does not contain \"" << what << "\"";
 }
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -85,7 +86,8 @@ struct Parsed {
   Result<GgufFile> file;
 };
 
-std::unique_ptr<Parsed> parse(const std::vector<uint8_t>& bytes, const std::string& name = "test.gguf") {
+std::unique_ptr<Parsed> parse(const std::vector<uint8_t>& bytes,
+                              const std::string& name = "test.gguf") {
   auto p = std::unique_ptr<Parsed>(new Parsed{bytes, Error{}});
   auto* data = p->bytes.empty() ? nullptr : p->bytes.data();
   p->file = GgufFile::parse(data, p->bytes.size(), name);
@@ -297,7 +299,8 @@ TEST(Gguf, RoundTripEveryValueType) {
   EXPECT_EQ(get("t.empty_arr").to_string(), "[0 x i32]");
   EXPECT_EQ(get("a.bool").to_string(), "[3 x bool] [true, false, true]");
   EXPECT_EQ(get("t.f32s").to_string(2), "[3 x f32] [1.5, -2.25, ...]");
-  EXPECT_EQ(get("a.nested").to_string(), "[3 x arr] [[3 x i32] [1, 2, 3], [0 x i32], [1 x arr] [[2 x str] [\"x\", \"yz\"]]]");
+  EXPECT_EQ(get("a.nested").to_string(),
+            "[3 x arr] [[3 x i32] [1, 2, 3], [0 x i32], [1 x arr] [[2 x str] [\"x\", \"yz\"]]]");
 
   // Typed getters.
   EXPECT_EQ(*f.get_int("t.i32").value(), -2000000000);
@@ -332,14 +335,14 @@ struct TensorSpec {
 
 std::vector<TensorSpec> tensor_specs() {
   return {
-      {"f32.vec", TensorType::F32, {7}},                // 28 bytes: forces padding
-      {"f16.mat", TensorType::F16, {4, 3}},             // 24 bytes
-      {"q4_0.mat", TensorType::Q4_0, {64, 2}},          // 2 rows * 2 blocks * 18
-      {"q8_0.3d", TensorType::Q8_0, {32, 1, 2}},        // 2 * 34
-      {"q6_k.mat", TensorType::Q6_K, {256, 2}},         // 2 * 210
-      {"i32.4d", TensorType::I32, {3, 2, 2, 2}},        // 96 bytes
-      {"bf16.row", TensorType::BF16, {5}},              // 10 bytes
-      {"q4_k.row", TensorType::Q4_K, {512}},            // 2 * 144
+      {"f32.vec", TensorType::F32, {7}},          // 28 bytes: forces padding
+      {"f16.mat", TensorType::F16, {4, 3}},       // 24 bytes
+      {"q4_0.mat", TensorType::Q4_0, {64, 2}},    // 2 rows * 2 blocks * 18
+      {"q8_0.3d", TensorType::Q8_0, {32, 1, 2}},  // 2 * 34
+      {"q6_k.mat", TensorType::Q6_K, {256, 2}},   // 2 * 210
+      {"i32.4d", TensorType::I32, {3, 2, 2, 2}},  // 96 bytes
+      {"bf16.row", TensorType::BF16, {5}},        // 10 bytes
+      {"q4_k.row", TensorType::Q4_K, {512}},      // 2 * 144
   };
 }
 
@@ -491,7 +494,8 @@ TEST(Gguf, EveryTruncationIsAnError) {
     ASSERT_TRUE(p->file.ok()) << p->file.error().message;
     ASSERT_EQ(p->file->tensors().size(), 3u);
     const auto& last = p->file->tensors().back();
-    ASSERT_EQ(p->file->data_offset() + last.offset + last.nbytes, full.size()) << "fixture has trailing padding";
+    ASSERT_EQ(p->file->data_offset() + last.offset + last.nbytes, full.size())
+        << "fixture has trailing padding";
   }
   for (size_t len = 0; len < full.size(); ++len) {
     std::vector<uint8_t> prefix(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(len));
@@ -505,7 +509,9 @@ TEST(Gguf, EveryTruncationIsAnError) {
 
 TEST(Gguf, TruncationMessagesSayWhatIsMissing) {
   const auto full = small_valid_file();
-  auto prefix = [&](size_t n) { return std::vector<uint8_t>(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(n)); };
+  auto prefix = [&](size_t n) {
+    return std::vector<uint8_t>(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(n));
+  };
   expect_error(prefix(2), "too short for a GGUF header");
   expect_error(prefix(6), "expected the GGUF version");
   expect_error(prefix(12), "expected the tensor count");
@@ -551,16 +557,23 @@ TEST(Gguf, AbsurdCounts) {
     expect_error(Bytes::header(0, n).str("k").u32(kU32).u32(1).b, "metadata count");
     expect_error(Bytes::header(n, 0).tensor("t", {1}, 0, 0).b, "tensor count");
     // Key length.
-    expect_error(Bytes::header(0, 1).u64(n).raw("abc").u32(kU32).u32(0).b, "the key of metadata entry 0 has length");
+    expect_error(Bytes::header(0, 1).u64(n).raw("abc").u32(kU32).u32(0).b,
+                 "the key of metadata entry 0 has length");
     // String value length.
-    expect_error(Bytes::header(0, 1).str("k").u32(kStr).u64(n).raw("abc").b, "string value of key 'k' has length");
-    // Array counts: of bytes, of 8-byte elements (count * 8 overflows for 2^63), of strings, of arrays.
+    expect_error(Bytes::header(0, 1).str("k").u32(kStr).u64(n).raw("abc").b,
+                 "string value of key 'k' has length");
+    // Array counts: of bytes, of 8-byte elements (count * 8 overflows for 2^63), of strings, of
+    // arrays.
     expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(0).u64(n).zeros(8).b, "array of");
-    expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(10).u64(n).zeros(8).b, "u64 elements needs");
-    expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(kStr).u64(n).str("x").b, "strings cannot fit");
-    expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(kArr).u64(n).zeros(12).b, "arrays cannot fit");
+    expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(10).u64(n).zeros(8).b,
+                 "u64 elements needs");
+    expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(kStr).u64(n).str("x").b,
+                 "strings cannot fit");
+    expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(kArr).u64(n).zeros(12).b,
+                 "arrays cannot fit");
     // A string element's length inside an array.
-    expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(kStr).u64(1).u64(n).b, "element 0 of key 'k' has length");
+    expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(kStr).u64(1).u64(n).b,
+                 "element 0 of key 'k' has length");
     // Tensor name length.
     expect_error(Bytes::header(1, 0).u64(n).zeros(24).b, "the name of tensor 0 has length");
   }
@@ -579,8 +592,10 @@ TEST(Gguf, ArraysNestedTooDeeply) {
 
 TEST(Gguf, BadValues) {
   expect_error(Bytes::header(0, 1).str("k").u32(13).u32(0).b, "key 'k': unknown value type 13");
-  expect_error(Bytes::header(0, 1).str("k").u32(0xFFFFFFFF).u32(0).b, "unknown value type 4294967295");
-  expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(13).u64(0).b, "unknown array element type 13");
+  expect_error(Bytes::header(0, 1).str("k").u32(0xFFFFFFFF).u32(0).b,
+               "unknown value type 4294967295");
+  expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(13).u64(0).b,
+               "unknown array element type 13");
   expect_error(Bytes::header(0, 1).str("k").u32(7).u8(2).b, "bool value must be 0 or 1, found 2");
   expect_error(Bytes::header(0, 1).str("k").u32(kArr).u32(7).u64(3).u8(1).u8(0).u8(9).b,
                "bool element 2 must be 0 or 1");
@@ -597,8 +612,9 @@ TEST(Gguf, DuplicateKeysAndTensors) {
 // ---- tensor infos ---------------------------------------------------------------------------
 
 // One F32 tensor with the given info fields, followed by `data_bytes` bytes of (aligned) data.
-std::vector<uint8_t> one_tensor(std::vector<uint64_t> ne, uint32_t type, uint64_t offset, size_t data_bytes,
-                                Bytes kvs = Bytes(), uint64_t n_kv = 0, size_t alignment = 32) {
+std::vector<uint8_t> one_tensor(std::vector<uint64_t> ne, uint32_t type, uint64_t offset,
+                                size_t data_bytes, Bytes kvs = Bytes(), uint64_t n_kv = 0,
+                                size_t alignment = 32) {
   Bytes b = Bytes::header(1, n_kv);
   b.raw(std::string_view(reinterpret_cast<const char*>(kvs.b.data()), kvs.b.size()));
   b.tensor("w", std::move(ne), type, offset);
@@ -628,7 +644,8 @@ TEST(Gguf, MisalignedOffset) {
 
 TEST(Gguf, UnknownTensorType) {
   for (uint32_t type : {4u, 5u, 31u, 33u, 36u, 1000u, 0xFFFFFFFFu}) {
-    expect_error(one_tensor({32}, type, 0, 256), "tensor 'w': unknown tensor type id " + std::to_string(type));
+    expect_error(one_tensor({32}, type, 0, 256),
+                 "tensor 'w': unknown tensor type id " + std::to_string(type));
   }
 }
 
@@ -645,25 +662,33 @@ TEST(Gguf, BadDimensions) {
   expect_error(one_tensor({uint64_t{1} << 41}, 0, 0, 32), "dimension 0 is 2199023255552");
   expect_error(one_tensor({~uint64_t{0}}, 0, 0, 32), "dimension 0 is");
   // Row length not a multiple of the block size.
-  expect_error(one_tensor({33}, 2, 0, 64), "row length 33 is not a multiple of the Q4_0 block size 32");
+  expect_error(one_tensor({33}, 2, 0, 64),
+               "row length 33 is not a multiple of the Q4_0 block size 32");
   // 2^40 * 2^40 * 2^40 * 2^40 elements: the count itself must not overflow.
   const uint64_t big = uint64_t{1} << 40;
   expect_error(one_tensor({big, big, big, big}, 0, 0, 32), "too many elements");
   // 2^62 F32 elements are 2^64 bytes: the size must not wrap to 0.
-  expect_error(one_tensor({big, uint64_t{1} << 22}, 0, 0, 32), "need more bytes than the whole file");
-  expect_error(one_tensor({big, uint64_t{1} << 22}, 28, 0, 32), "need more bytes than the whole file");
+  expect_error(one_tensor({big, uint64_t{1} << 22}, 0, 0, 32),
+               "need more bytes than the whole file");
+  expect_error(one_tensor({big, uint64_t{1} << 22}, 28, 0, 32),
+               "need more bytes than the whole file");
 }
 
 // ---- general.alignment ----------------------------------------------------------------------
 
 TEST(Gguf, BadAlignment) {
   auto with = [](Bytes kv) { return one_tensor({8}, 0, 0, 64, std::move(kv), 1); };
-  expect_error(with(Bytes().str("general.alignment").u32(kU32).u32(0)), "general.alignment must be a power of two, found 0");
-  expect_error(with(Bytes().str("general.alignment").u32(kU32).u32(3)), "general.alignment must be a power of two, found 3");
+  expect_error(with(Bytes().str("general.alignment").u32(kU32).u32(0)),
+               "general.alignment must be a power of two, found 0");
+  expect_error(with(Bytes().str("general.alignment").u32(kU32).u32(3)),
+               "general.alignment must be a power of two, found 3");
   expect_error(with(Bytes().str("general.alignment").u32(kU32).u32(48)), "power of two, found 48");
-  expect_error(with(Bytes().str("general.alignment").u32(10).u64(32)), "general.alignment must be u32, found u64");
-  expect_error(with(Bytes().str("general.alignment").u32(5).u32(32)), "general.alignment must be u32, found i32");
-  expect_error(with(Bytes().str("general.alignment").u32(kStr).str("32")), "general.alignment must be u32, found str");
+  expect_error(with(Bytes().str("general.alignment").u32(10).u64(32)),
+               "general.alignment must be u32, found u64");
+  expect_error(with(Bytes().str("general.alignment").u32(5).u32(32)),
+               "general.alignment must be u32, found i32");
+  expect_error(with(Bytes().str("general.alignment").u32(kStr).str("32")),
+               "general.alignment must be u32, found str");
   // Valid non-default alignments.
   auto p = parse(with(Bytes().str("general.alignment").u32(kU32).u32(16)));
   ASSERT_TRUE(p->file.ok()) << p->file.error().message;
@@ -718,7 +743,8 @@ TEST_P(GgufFixture, TensorCountsAndTypes) {
 
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const auto& t : f->tensors()) {
-    EXPECT_EQ(t.nbytes, tensor_row_bytes(t.type, t.ne[0]) * static_cast<uint64_t>(t.n_rows())) << t.name;
+    EXPECT_EQ(t.nbytes, tensor_row_bytes(t.type, t.ne[0]) * static_cast<uint64_t>(t.n_rows()))
+        << t.name;
     EXPECT_LE(f->data_offset() + t.offset + t.nbytes, f->file_size()) << t.name;
     ranges.emplace_back(t.offset, t.offset + t.nbytes);
   }
@@ -739,8 +765,18 @@ const FixtureModel kFixtureModels[] = {
     {"tiny-f16.gguf", 9115040, 21, {{TensorType::F16, 16}, {TensorType::F32, 5}}, 64, 32000},
     {"small-f16.gguf", 39532736, 39, {{TensorType::F16, 30}, {TensorType::F32, 9}}, 256, 32000},
     {"small-Q8_0.gguf", 21346528, 39, {{TensorType::Q8_0, 30}, {TensorType::F32, 9}}, 256, 32000},
-    {"small-Q4_0.gguf", 13759200, 39, {{TensorType::Q4_0, 29}, {TensorType::Q6_K, 1}, {TensorType::F32, 9}}, 256, 32000},
-    {"small-Q4_K_M.gguf", 13869024, 39, {{TensorType::Q4_K, 25}, {TensorType::Q6_K, 5}, {TensorType::F32, 9}}, 256, 32000},
+    {"small-Q4_0.gguf",
+     13759200,
+     39,
+     {{TensorType::Q4_0, 29}, {TensorType::Q6_K, 1}, {TensorType::F32, 9}},
+     256,
+     32000},
+    {"small-Q4_K_M.gguf",
+     13869024,
+     39,
+     {{TensorType::Q4_K, 25}, {TensorType::Q6_K, 5}, {TensorType::F32, 9}},
+     256,
+     32000},
     {"small-Q6_K.gguf", 16648416, 39, {{TensorType::Q6_K, 30}, {TensorType::F32, 9}}, 256, 32000},
 };
 
@@ -802,7 +838,8 @@ TEST(GgufFixtureDetails, TruncatedRealHeader) {
   ASSERT_TRUE(p->file.ok());
   const size_t header = static_cast<size_t>(p->file->data_offset());
   for (size_t len = 0; len < header + 64; len += (len < 4096 ? 1 : 97)) {
-    auto q = parse(std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(len)));
+    auto q = parse(
+        std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(len)));
     ASSERT_FALSE(q->file.ok()) << len;
     EXPECT_TRUE(Contains(q->file.error().message, "truncated")) << len;
   }

@@ -34,19 +34,20 @@ std::vector<float> log_softmax(const float* logits, int n) {
   for (int i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
   std::vector<float> out(static_cast<size_t>(n));
   const double lse = std::log(sum);
-  for (int i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<float>(logits[i] - mx - lse);
+  for (int i = 0; i < n; ++i)
+    out[static_cast<size_t>(i)] = static_cast<float>(logits[i] - mx - lse);
   return out;
 }
 
 // Compares one reference case (one prompt) step by step. Returns the largest difference seen.
 struct CaseResult {
-  double worst = 0;   // max |Δ log-prob| over all steps' top-10
+  double worst = 0;  // max |Δ log-prob| over all steps' top-10
   int greedy_agree = 0;
   int steps = 0;
 };
 
-CaseResult check_case(const std::shared_ptr<const Model>& model, KvCacheType cache, const json& c, double tol,
-                      const std::string& label) {
+CaseResult check_case(const std::shared_ptr<const Model>& model, KvCacheType cache, const json& c,
+                      double tol, const std::string& label) {
   ContextParams p;
   p.n_ctx = 512;
   p.n_threads = 2;
@@ -57,7 +58,8 @@ CaseResult check_case(const std::shared_ptr<const Model>& model, KvCacheType cac
 
   // Our tokenizer must produce the reference prompt ids.
   const auto prompt = c["prompt_tokens"].get<std::vector<TokenId>>();
-  EXPECT_EQ(model->tokenizer().encode(c["prompt"].get<std::string>(), true, false), prompt) << label;
+  EXPECT_EQ(model->tokenizer().encode(c["prompt"].get<std::string>(), true, false), prompt)
+      << label;
 
   EXPECT_TRUE((*ctx)->decode(prompt).ok());
   CaseResult r;
@@ -95,37 +97,44 @@ TEST_P(FixtureModels, TeacherForcedTop10MatchesLlamaCpp) {
   KANDIL_REQUIRE_FIXTURE("refs/" + fc.model + ".json");
   auto model = Model::load(kandil::testing::fixture("models/" + fc.model + ".gguf"));
   ASSERT_TRUE(model.ok()) << model.error().message;
-  const json ref = json::parse(kandil::testing::read_file(kandil::testing::fixture("refs/" + fc.model + ".json")));
+  const json ref = json::parse(
+      kandil::testing::read_file(kandil::testing::fixture("refs/" + fc.model + ".json")));
   // Our F16 cache mirrors llama.cpp's default ("cases"); the F32 cache its -ctk f32 -ctv f32 run.
-  for (auto [cache, key] : {std::pair{KvCacheType::f16, "cases"}, std::pair{KvCacheType::f32, "cases_kv_f32"}}) {
+  for (auto [cache, key] :
+       {std::pair{KvCacheType::f16, "cases"}, std::pair{KvCacheType::f32, "cases_kv_f32"}}) {
     for (const auto& c : ref[key]) {
       const std::string label = fc.model + " " + key + " '" + c["prompt"].get<std::string>() + "'";
-      const double tol = cache == KvCacheType::f16 && fc.tol_f16_cache > 0 ? fc.tol_f16_cache : fc.tol;
+      const double tol =
+          cache == KvCacheType::f16 && fc.tol_f16_cache > 0 ? fc.tol_f16_cache : fc.tol;
       const CaseResult r = check_case(*model, cache, c, tol, label);
-      std::printf("  %-60s max |dlogprob| = %.2e (tolerance %.3g), greedy %d/%d\n", label.c_str(), r.worst,
-                  tol, r.greedy_agree, r.steps);
+      std::printf("  %-60s max |dlogprob| = %.2e (tolerance %.3g), greedy %d/%d\n", label.c_str(),
+                  r.worst, tol, r.greedy_agree, r.steps);
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureModels,
-                         ::testing::Values(FixtureCase{"stories260K", 2e-3, 1e-2}, FixtureCase{"tiny-f32", 2e-3},
-                                           FixtureCase{"tiny-f16", 5e-3}, FixtureCase{"small-f16", 5e-3},
-                                           FixtureCase{"small-Q8_0", 0.15}, FixtureCase{"small-Q4_0", 0.15},
-                                           FixtureCase{"small-Q4_K_M", 0.15}, FixtureCase{"small-Q6_K", 0.15}),
-                         [](const auto& info) {
-                           std::string n = info.param.model;
-                           for (char& ch : n) if (ch == '-') ch = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, FixtureModels,
+    ::testing::Values(FixtureCase{"stories260K", 2e-3, 1e-2}, FixtureCase{"tiny-f32", 2e-3},
+                      FixtureCase{"tiny-f16", 5e-3}, FixtureCase{"small-f16", 5e-3},
+                      FixtureCase{"small-Q8_0", 0.15}, FixtureCase{"small-Q4_0", 0.15},
+                      FixtureCase{"small-Q4_K_M", 0.15}, FixtureCase{"small-Q6_K", 0.15}),
+    [](const auto& info) {
+      std::string n = info.param.model;
+      for (char& ch : n)
+        if (ch == '-') ch = '_';
+      return n;
+    });
 
 TEST(FixtureGeneration, Stories260KGreedyEqualsReferenceExactly) {
   KANDIL_REQUIRE_FIXTURE("models/stories260K.gguf");
   KANDIL_REQUIRE_FIXTURE("refs/stories260K.json");
   auto model = Model::load(kandil::testing::fixture("models/stories260K.gguf"));
   ASSERT_TRUE(model.ok()) << model.error().message;
-  const json ref = json::parse(kandil::testing::read_file(kandil::testing::fixture("refs/stories260K.json")));
-  for (auto [cache, key] : {std::pair{KvCacheType::f16, "cases"}, std::pair{KvCacheType::f32, "cases_kv_f32"}}) {
+  const json ref =
+      json::parse(kandil::testing::read_file(kandil::testing::fixture("refs/stories260K.json")));
+  for (auto [cache, key] :
+       {std::pair{KvCacheType::f16, "cases"}, std::pair{KvCacheType::f32, "cases_kv_f32"}}) {
     for (const auto& c : ref[key]) {
       ContextParams p;
       p.n_ctx = 512;
@@ -156,7 +165,8 @@ TEST_P(FixturePerplexity, WithinHalfPercentOfLlamaCpp) {
   KANDIL_REQUIRE_FIXTURE("text/ppl.txt");
   auto model = Model::load(kandil::testing::fixture("models/" + name + ".gguf"));
   ASSERT_TRUE(model.ok()) << model.error().message;
-  const json ref = json::parse(kandil::testing::read_file(kandil::testing::fixture("refs/" + name + ".ppl.json")));
+  const json ref = json::parse(
+      kandil::testing::read_file(kandil::testing::fixture("refs/" + name + ".ppl.json")));
   std::string text = kandil::testing::read_file(kandil::testing::fixture("text/ppl.txt"));
   text.pop_back();  // one trailing newline removed, as llama-perplexity does
   auto tokens = (*model)->tokenizer().encode(text, true, false);
@@ -170,7 +180,8 @@ TEST_P(FixturePerplexity, WithinHalfPercentOfLlamaCpp) {
   auto r = perplexity(**ctx, tokens, 128);
   ASSERT_TRUE(r.ok()) << r.error().message;
   const double expected = ref["final_ppl"].get<double>();
-  std::printf("  %s: PPL %.4f (llama.cpp %.4f, %d chunks)\n", name.c_str(), r->ppl, expected, r->n_chunks);
+  std::printf("  %s: PPL %.4f (llama.cpp %.4f, %d chunks)\n", name.c_str(), r->ppl, expected,
+              r->n_chunks);
   EXPECT_EQ(r->n_chunks, static_cast<int>(ref["chunks"].size()));
   EXPECT_NEAR(r->ppl, expected, expected * 0.005);
 }
@@ -178,7 +189,8 @@ TEST_P(FixturePerplexity, WithinHalfPercentOfLlamaCpp) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, FixturePerplexity, ::testing::Values("stories260K", "small-f16"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (char& ch : n) if (ch == '-') ch = '_';
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
                            return n;
                          });
 

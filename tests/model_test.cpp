@@ -51,7 +51,8 @@ RefModel load_reference(const GgufFile& f) {
     std::string p = "blk." + std::to_string(l) + ".";
     m.layers.push_back({load_matrix(f, p + "attn_norm.weight"), load_matrix(f, p + "attn_q.weight"),
                         load_matrix(f, p + "attn_k.weight"), load_matrix(f, p + "attn_v.weight"),
-                        load_matrix(f, p + "attn_output.weight"), load_matrix(f, p + "ffn_norm.weight"),
+                        load_matrix(f, p + "attn_output.weight"),
+                        load_matrix(f, p + "ffn_norm.weight"),
                         load_matrix(f, p + "ffn_gate.weight"), load_matrix(f, p + "ffn_up.weight"),
                         load_matrix(f, p + "ffn_down.weight")});
   }
@@ -62,7 +63,8 @@ std::vector<double> matvec(const Mat& w, const std::vector<double>& x, int n_out
   const size_t n_in = x.size();
   std::vector<double> y(static_cast<size_t>(n_out), 0.0);
   for (int r = 0; r < n_out; ++r) {
-    for (size_t i = 0; i < n_in; ++i) y[static_cast<size_t>(r)] += w[static_cast<size_t>(r) * n_in + i] * x[i];
+    for (size_t i = 0; i < n_in; ++i)
+      y[static_cast<size_t>(r)] += w[static_cast<size_t>(r) * n_in + i] * x[i];
   }
   return y;
 }
@@ -90,7 +92,8 @@ void rope(std::vector<double>& v, int heads, int D, int pos, double base) {
 }
 
 // Logits at every position of `tokens`, recomputing everything from scratch.
-std::vector<std::vector<double>> reference_logits(const RefModel& m, const std::vector<TokenId>& tokens) {
+std::vector<std::vector<double>> reference_logits(const RefModel& m,
+                                                  const std::vector<TokenId>& tokens) {
   const int T = static_cast<int>(tokens.size());
   std::vector<std::vector<double>> x(static_cast<size_t>(T));
   for (int t = 0; t < T; ++t) {
@@ -98,7 +101,8 @@ std::vector<std::vector<double>> reference_logits(const RefModel& m, const std::
     x[static_cast<size_t>(t)].assign(row, row + m.E);
   }
   for (const auto& l : m.layers) {
-    std::vector<std::vector<double>> q(static_cast<size_t>(T)), k(static_cast<size_t>(T)), v(static_cast<size_t>(T));
+    std::vector<std::vector<double>> q(static_cast<size_t>(T)), k(static_cast<size_t>(T)),
+        v(static_cast<size_t>(T));
     for (int t = 0; t < T; ++t) {
       auto h = rmsnorm(x[static_cast<size_t>(t)], l.attn_norm, m.eps);
       q[static_cast<size_t>(t)] = matvec(l.wq, h, m.H * m.D);
@@ -127,12 +131,14 @@ std::vector<std::vector<double>> reference_logits(const RefModel& m, const std::
         for (int j = 0; j <= t; ++j) {
           for (int i = 0; i < m.D; ++i) {
             att[static_cast<size_t>(h * m.D + i)] +=
-                s[static_cast<size_t>(j)] / sum * v[static_cast<size_t>(j)][static_cast<size_t>(g * m.D + i)];
+                s[static_cast<size_t>(j)] / sum *
+                v[static_cast<size_t>(j)][static_cast<size_t>(g * m.D + i)];
           }
         }
       }
       auto o = matvec(l.wo, att, m.E);
-      for (int i = 0; i < m.E; ++i) x[static_cast<size_t>(t)][static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
+      for (int i = 0; i < m.E; ++i)
+        x[static_cast<size_t>(t)][static_cast<size_t>(i)] += o[static_cast<size_t>(i)];
     }
     for (int t = 0; t < T; ++t) {
       auto h = rmsnorm(x[static_cast<size_t>(t)], l.ffn_norm, m.eps);
@@ -143,11 +149,13 @@ std::vector<std::vector<double>> reference_logits(const RefModel& m, const std::
         g[static_cast<size_t>(i)] = a / (1.0 + std::exp(-a)) * u[static_cast<size_t>(i)];
       }
       auto d = matvec(l.wd, g, m.E);
-      for (int i = 0; i < m.E; ++i) x[static_cast<size_t>(t)][static_cast<size_t>(i)] += d[static_cast<size_t>(i)];
+      for (int i = 0; i < m.E; ++i)
+        x[static_cast<size_t>(t)][static_cast<size_t>(i)] += d[static_cast<size_t>(i)];
     }
   }
   std::vector<std::vector<double>> logits;
-  for (int t = 0; t < T; ++t) logits.push_back(matvec(m.out, rmsnorm(x[static_cast<size_t>(t)], m.out_norm, m.eps), m.V));
+  for (int t = 0; t < T; ++t)
+    logits.push_back(matvec(m.out, rmsnorm(x[static_cast<size_t>(t)], m.out_norm, m.eps), m.V));
   return logits;
 }
 
@@ -176,7 +184,8 @@ Synth make_model(const std::string& dir, SynthSpec spec) {
   return s;
 }
 
-std::unique_ptr<Context> make_context(const Synth& s, KvCacheType cache, int threads = 2, int batch = 512) {
+std::unique_ptr<Context> make_context(const Synth& s, KvCacheType cache, int threads = 2,
+                                      int batch = 512) {
   ContextParams p;
   p.n_ctx = 64;
   p.n_threads = threads;
@@ -196,7 +205,8 @@ void check_against_reference(const Synth& s, KvCacheType cache, double tol) {
   auto ref = reference_logits(s.ref, kTokens);
   std::vector<TokenId> prompt(kTokens.begin(), kTokens.begin() + 7);
   ASSERT_TRUE(ctx->decode(prompt, true).ok());
-  for (int t = 0; t < 7; ++t) EXPECT_LT(max_abs_diff(ctx->logits(t), ref[static_cast<size_t>(t)]), tol) << "pos " << t;
+  for (int t = 0; t < 7; ++t)
+    EXPECT_LT(max_abs_diff(ctx->logits(t), ref[static_cast<size_t>(t)]), tol) << "pos " << t;
   for (size_t t = 7; t < kTokens.size(); ++t) {
     ASSERT_TRUE(ctx->decode(&kTokens[t], 1).ok());
     EXPECT_LT(max_abs_diff(ctx->logits(), ref[t]), tol) << "pos " << t;
@@ -276,7 +286,8 @@ TEST(Model, DecodeRejectsOverflowAndInvalidTokens) {
 }
 
 // Builds a broken variant of a valid model file and checks the load error mentions `expect`.
-void expect_load_error(const std::string& dir, const std::function<void(GgufWriter&, const GgufFile&)>& edit,
+void expect_load_error(const std::string& dir,
+                       const std::function<void(GgufWriter&, const GgufFile&)>& edit,
                        const std::string& expect) {
   const std::string good = dir + "/good.gguf";
   ASSERT_TRUE(write_synthetic_model(SynthSpec{}, good).ok());
@@ -300,21 +311,28 @@ void expect_load_error(const std::string& dir, const std::function<void(GgufWrit
 
 TEST(Model, LoadErrorsNameTheProblem) {
   const std::string dir = kandil::testing::temp_dir();
-  expect_load_error(dir, [](GgufWriter& w, const GgufFile&) { w.set_string("general.architecture", "gpt-j"); },
-                    "unknown architecture 'gpt-j'");
-  expect_load_error(dir, [](GgufWriter& w, const GgufFile&) { w.set_u32("llama.attention.head_count_kv", 3); },
-                    "cannot be grouped");
-  expect_load_error(dir, [](GgufWriter& w, const GgufFile&) { w.set_u32("llama.feed_forward_length", 100); },
-                    "has shape");
-  expect_load_error(dir, [](GgufWriter& w, const GgufFile&) { w.set_string("llama.block_count", "two"); },
-                    "expected an integer");
-  expect_load_error(dir, [](GgufWriter& w, const GgufFile&) { w.set_u32("llama.block_count", 3); },
-                    "blk.2.attn_norm.weight' is missing");
+  expect_load_error(
+      dir, [](GgufWriter& w, const GgufFile&) { w.set_string("general.architecture", "gpt-j"); },
+      "unknown architecture 'gpt-j'");
+  expect_load_error(
+      dir, [](GgufWriter& w, const GgufFile&) { w.set_u32("llama.attention.head_count_kv", 3); },
+      "cannot be grouped");
+  expect_load_error(
+      dir, [](GgufWriter& w, const GgufFile&) { w.set_u32("llama.feed_forward_length", 100); },
+      "has shape");
+  expect_load_error(
+      dir, [](GgufWriter& w, const GgufFile&) { w.set_string("llama.block_count", "two"); },
+      "expected an integer");
+  expect_load_error(
+      dir, [](GgufWriter& w, const GgufFile&) { w.set_u32("llama.block_count", 3); },
+      "blk.2.attn_norm.weight' is missing");
   expect_load_error(
       dir,
       [](GgufWriter& w, const GgufFile&) {
         std::vector<uint8_t> zeros(64 * 64 * 4);
-        ASSERT_TRUE(w.add_tensor("blk.0.attn_q.weight", TensorType::I32, {64, 64}, zeros.data(), zeros.size()).ok());
+        ASSERT_TRUE(w.add_tensor("blk.0.attn_q.weight", TensorType::I32, {64, 64}, zeros.data(),
+                                 zeros.size())
+                        .ok());
       },
       "cannot compute with");
 }

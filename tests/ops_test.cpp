@@ -26,7 +26,8 @@ TEST(Ops, RmsNormMatchesDefinition) {
     double ss = 0;
     for (float v : x) ss += double{v} * v;
     const double s = 1.0 / std::sqrt(ss / static_cast<double>(n) + 1e-5);
-    for (size_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], x[i] * s * w[i], 1e-5 * (1 + std::abs(x[i] * s * w[i])));
+    for (size_t i = 0; i < n; ++i)
+      EXPECT_NEAR(y[i], x[i] * s * w[i], 1e-5 * (1 + std::abs(x[i] * s * w[i])));
   }
 }
 
@@ -49,11 +50,13 @@ TEST(Ops, SwigluMatchesDefinition) {
   auto g = random_vector(33, 4), u = random_vector(33, 5);
   auto out = g;
   ops::swiglu(out.data(), u.data(), 33);
-  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(out[i], g[i] / (1 + std::exp(-g[i])) * u[i], 1e-6);
+  for (size_t i = 0; i < g.size(); ++i)
+    EXPECT_NEAR(out[i], g[i] / (1 + std::exp(-g[i])) * u[i], 1e-6);
 }
 
 // Applies RoPE to one head and returns it.
-std::vector<float> roped(std::vector<float> v, int pos, RopeLayout layout, float scale = 1.0f, int n_rot = 0) {
+std::vector<float> roped(std::vector<float> v, int pos, RopeLayout layout, float scale = 1.0f,
+                         int n_rot = 0) {
   const int d = static_cast<int>(v.size());
   ops::rope(v.data(), 1, d, n_rot ? n_rot : d, pos, 10000.0f, scale, layout);
   return v;

@@ -52,7 +52,8 @@ std::vector<double> frequencies(Sampler& s, const std::vector<float>& logits, in
   return f;
 }
 
-void expect_distribution(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+void expect_distribution(const std::vector<double>& got, const std::vector<double>& want,
+                         double tol) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     if (want[i] == 0.0) {
@@ -173,7 +174,8 @@ TEST(Sampler, TopPOnALargeVocabWithoutTopK) {
   // 200 strong tokens share ~all the mass; top-p 0.9 must cut the weak tail without top-k.
   const int n = 150000;
   std::vector<float> l(n, -30.0f);
-  for (int i = 0; i < 200; ++i) l[static_cast<size_t>(i * 701)] = 5.0f + 0.001f * static_cast<float>(i);
+  for (int i = 0; i < 200; ++i)
+    l[static_cast<size_t>(i * 701)] = 5.0f + 0.001f * static_cast<float>(i);
   SamplingParams p = plain(5);
   p.top_p = 0.9f;
   Sampler s(p, n);
@@ -245,7 +247,8 @@ TEST(Sampler, EmpiricalDistributionMatchesSoftmax) {
     expect_distribution(f, want, 0.015);
     // Chi-square with 4 degrees of freedom: 99.99th percentile is about 23.5.
     double chi2 = 0.0;
-    for (size_t i = 0; i < f.size(); ++i) chi2 += 20000.0 * (f[i] - want[i]) * (f[i] - want[i]) / want[i];
+    for (size_t i = 0; i < f.size(); ++i)
+      chi2 += 20000.0 * (f[i] - want[i]) * (f[i] - want[i]) / want[i];
     EXPECT_LT(chi2, 23.5) << "temperature " << t;
   }
 }
@@ -483,9 +486,7 @@ TEST(StopMatcher, HoldsBackOnlyPossiblePrefixes) {
   EXPECT_EQ(n.flush(), "<");
 }
 
-TEST(StopMatcher, StopAtTheVeryStart) {
-  check_all_splits({"###"}, "###rest", "", true);
-}
+TEST(StopMatcher, StopAtTheVeryStart) { check_all_splits({"###"}, "###rest", "", true); }
 
 }  // namespace
 }  // namespace kandil

@@ -45,10 +45,10 @@ inline std::string temp_dir() {
 }  // namespace kandil::testing
 
 // Skips the current test with a visible message when a fixture is absent.
-#define KANDIL_REQUIRE_FIXTURE(relative)                                                   \
-  do {                                                                                     \
-    if (!::kandil::testing::has_fixture(relative)) {                                       \
-      GTEST_SKIP() << "fixture " << ::kandil::testing::fixture(relative)                   \
-                   << " not found (set KANDIL_FIXTURES to the shared fixtures folder)";   \
-    }                                                                                      \
+#define KANDIL_REQUIRE_FIXTURE(relative)                                                \
+  do {                                                                                  \
+    if (!::kandil::testing::has_fixture(relative)) {                                    \
+      GTEST_SKIP() << "fixture " << ::kandil::testing::fixture(relative)                \
+                   << " not found (set KANDIL_FIXTURES to the shared fixtures folder)"; \
+    }                                                                                   \
   } while (0)

@@ -19,10 +19,10 @@ struct TokenProb {
 };
 
 struct GenerateOptions {
-  int32_t n_predict = 128;         // < 0: until end-of-generation or the context is full
-  std::vector<std::string> stop;   // stop strings (not included in the text)
-  int32_t n_probs = 0;             // record the top-n softmax of the raw logits per step
-  bool ignore_eog = false;         // keep going past end-of-generation tokens
+  int32_t n_predict = 128;        // < 0: until end-of-generation or the context is full
+  std::vector<std::string> stop;  // stop strings (not included in the text)
+  int32_t n_probs = 0;            // record the top-n softmax of the raw logits per step
+  bool ignore_eog = false;        // keep going past end-of-generation tokens
 };
 
 enum class StopReason { length, eog, stop_string, context_full, cancelled };

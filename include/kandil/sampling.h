@@ -1,6 +1,7 @@
 // Token sampling with llama.cpp / OpenAI semantics. The chain, in order:
 //   logit bias -> repetition/presence/frequency penalties -> top-k -> top-p -> min-p
-//   -> temperature -> draw (seeded). temperature <= 0 means greedy (argmax after bias and penalties).
+//   -> temperature -> draw (seeded). temperature <= 0 means greedy (argmax after bias and
+//   penalties).
 #pragma once
 
 #include <cstdint>
@@ -17,13 +18,14 @@ namespace kandil {
 
 struct SamplingParams {
   float temperature = 0.8f;
-  int32_t top_k = 40;            // <= 0: disabled
-  float top_p = 0.95f;           // >= 1: disabled
-  float min_p = 0.05f;           // <= 0: disabled
-  float repeat_penalty = 1.0f;   // 1: disabled (llama.cpp: divide positive logits, multiply negative)
-  int32_t repeat_last_n = 64;    // window of recent tokens the penalties look at (-1: whole history)
-  float presence_penalty = 0.0f;   // OpenAI: subtract once if the token occurred
-  float frequency_penalty = 0.0f;  // OpenAI: subtract count * penalty
+  int32_t top_k = 40;   // <= 0: disabled
+  float top_p = 0.95f;  // >= 1: disabled
+  float min_p = 0.05f;  // <= 0: disabled
+  float repeat_penalty =
+      1.0f;                    // 1: disabled (llama.cpp: divide positive logits, multiply negative)
+  int32_t repeat_last_n = 64;  // window of recent tokens the penalties look at (-1: whole history)
+  float presence_penalty = 0.0f;                      // OpenAI: subtract once if the token occurred
+  float frequency_penalty = 0.0f;                     // OpenAI: subtract count * penalty
   std::vector<std::pair<TokenId, float>> logit_bias;  // added to the raw logits
   uint64_t seed = 0xC0FFEE;
 };

@@ -28,16 +28,21 @@ size_t scalar_size(GgufValueType t) {
   switch (t) {
     case GgufValueType::UINT8:
     case GgufValueType::INT8:
-    case GgufValueType::BOOL: return 1;
+    case GgufValueType::BOOL:
+      return 1;
     case GgufValueType::UINT16:
-    case GgufValueType::INT16: return 2;
+    case GgufValueType::INT16:
+      return 2;
     case GgufValueType::UINT32:
     case GgufValueType::INT32:
-    case GgufValueType::FLOAT32: return 4;
+    case GgufValueType::FLOAT32:
+      return 4;
     case GgufValueType::UINT64:
     case GgufValueType::INT64:
-    case GgufValueType::FLOAT64: return 8;
-    default: return 0;
+    case GgufValueType::FLOAT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -71,8 +76,9 @@ class Reader {
     if (!read(len)) return fail(fmt::format("truncated: expected the length of {}", what()));
     if (len > remaining()) {
       pos_ = at;
-      return fail(fmt::format("truncated or corrupt: {} has length {} but only {} bytes remain in the file",
-                              what(), len, remaining() - 8));
+      return fail(
+          fmt::format("truncated or corrupt: {} has length {} but only {} bytes remain in the file",
+                      what(), len, remaining() - 8));
     }
     std::string_view s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
     pos_ += static_cast<size_t>(len);
@@ -84,16 +90,74 @@ class Reader {
     v.type = type;
     size_t at = pos_;
     switch (type) {
-      case GgufValueType::UINT8: { uint8_t x; if (!read(x)) break; v.u = x; v.i = x; return v; }
-      case GgufValueType::INT8: { int8_t x; if (!read(x)) break; v.i = x; v.u = static_cast<uint64_t>(x); return v; }
-      case GgufValueType::UINT16: { uint16_t x; if (!read(x)) break; v.u = x; v.i = x; return v; }
-      case GgufValueType::INT16: { int16_t x; if (!read(x)) break; v.i = x; v.u = static_cast<uint64_t>(x); return v; }
-      case GgufValueType::UINT32: { uint32_t x; if (!read(x)) break; v.u = x; v.i = x; return v; }
-      case GgufValueType::INT32: { int32_t x; if (!read(x)) break; v.i = x; v.u = static_cast<uint64_t>(x); return v; }
-      case GgufValueType::UINT64: { uint64_t x; if (!read(x)) break; v.u = x; v.i = static_cast<int64_t>(x); return v; }
-      case GgufValueType::INT64: { int64_t x; if (!read(x)) break; v.i = x; v.u = static_cast<uint64_t>(x); return v; }
-      case GgufValueType::FLOAT32: { float x; if (!read(x)) break; v.f = x; return v; }
-      case GgufValueType::FLOAT64: { double x; if (!read(x)) break; v.f = x; return v; }
+      case GgufValueType::UINT8: {
+        uint8_t x;
+        if (!read(x)) break;
+        v.u = x;
+        v.i = x;
+        return v;
+      }
+      case GgufValueType::INT8: {
+        int8_t x;
+        if (!read(x)) break;
+        v.i = x;
+        v.u = static_cast<uint64_t>(x);
+        return v;
+      }
+      case GgufValueType::UINT16: {
+        uint16_t x;
+        if (!read(x)) break;
+        v.u = x;
+        v.i = x;
+        return v;
+      }
+      case GgufValueType::INT16: {
+        int16_t x;
+        if (!read(x)) break;
+        v.i = x;
+        v.u = static_cast<uint64_t>(x);
+        return v;
+      }
+      case GgufValueType::UINT32: {
+        uint32_t x;
+        if (!read(x)) break;
+        v.u = x;
+        v.i = x;
+        return v;
+      }
+      case GgufValueType::INT32: {
+        int32_t x;
+        if (!read(x)) break;
+        v.i = x;
+        v.u = static_cast<uint64_t>(x);
+        return v;
+      }
+      case GgufValueType::UINT64: {
+        uint64_t x;
+        if (!read(x)) break;
+        v.u = x;
+        v.i = static_cast<int64_t>(x);
+        return v;
+      }
+      case GgufValueType::INT64: {
+        int64_t x;
+        if (!read(x)) break;
+        v.i = x;
+        v.u = static_cast<uint64_t>(x);
+        return v;
+      }
+      case GgufValueType::FLOAT32: {
+        float x;
+        if (!read(x)) break;
+        v.f = x;
+        return v;
+      }
+      case GgufValueType::FLOAT64: {
+        double x;
+        if (!read(x)) break;
+        v.f = x;
+        return v;
+      }
       case GgufValueType::BOOL: {
         uint8_t x;
         if (!read(x)) break;
@@ -113,7 +177,8 @@ class Reader {
         return v;
       }
       case GgufValueType::ARRAY: {
-        if (depth >= kMaxArrayDepth) return fail(fmt::format("key '{}': arrays nested too deeply", key));
+        if (depth >= kMaxArrayDepth)
+          return fail(fmt::format("key '{}': arrays nested too deeply", key));
         uint32_t et = 0;
         uint64_t count = 0;
         if (!read(et)) break;
@@ -126,8 +191,10 @@ class Reader {
         v.count = count;
         if (v.elem_type == GgufValueType::STRING) {
           if (count > remaining() / 8) {
-            return fail(fmt::format("truncated or corrupt: key '{}': array of {} strings cannot fit in the {} bytes left",
-                                    key, count, remaining()));
+            return fail(
+                fmt::format("truncated or corrupt: key '{}': array of {} strings cannot fit in the "
+                            "{} bytes left",
+                            key, count, remaining()));
           }
           // Capped: a corrupt count in a multi-GB file must not reserve gigabytes up front.
           v.strings.reserve(static_cast<size_t>(std::min<uint64_t>(count, kMaxReserve)));
@@ -138,8 +205,10 @@ class Reader {
           }
         } else if (v.elem_type == GgufValueType::ARRAY) {
           if (count > remaining() / 12) {
-            return fail(fmt::format("truncated or corrupt: key '{}': array of {} arrays cannot fit in the {} bytes left",
-                                    key, count, remaining()));
+            return fail(
+                fmt::format("truncated or corrupt: key '{}': array of {} arrays cannot fit in the "
+                            "{} bytes left",
+                            key, count, remaining()));
           }
           for (uint64_t k = 0; k < count; ++k) {
             auto e = read_value(GgufValueType::ARRAY, key, depth + 1);
@@ -149,12 +218,14 @@ class Reader {
         } else {
           size_t es = scalar_size(v.elem_type);
           if (count > remaining() / es) {
-            return fail(fmt::format("truncated or corrupt: key '{}': array of {} {} elements needs {} bytes but only {} remain",
-                                    key, count, gguf_value_type_name(v.elem_type),
-                                    count > std::numeric_limits<uint64_t>::max() / es
-                                        ? std::numeric_limits<uint64_t>::max()
-                                        : count * es,
-                                    remaining()));
+            return fail(
+                fmt::format("truncated or corrupt: key '{}': array of {} {} elements needs {} "
+                            "bytes but only {} remain",
+                            key, count, gguf_value_type_name(v.elem_type),
+                            count > std::numeric_limits<uint64_t>::max() / es
+                                ? std::numeric_limits<uint64_t>::max()
+                                : count * es,
+                            remaining()));
           }
           if (v.elem_type == GgufValueType::BOOL) {
             for (uint64_t k = 0; k < count; ++k) {
@@ -170,7 +241,8 @@ class Reader {
       }
     }
     pos_ = at;
-    return fail(fmt::format("truncated: expected a {} value for key '{}'", gguf_value_type_name(type), key));
+    return fail(fmt::format("truncated: expected a {} value for key '{}'",
+                            gguf_value_type_name(type), key));
   }
 
  private:
@@ -184,19 +256,32 @@ class Reader {
 
 std::string_view gguf_value_type_name(GgufValueType t) {
   switch (t) {
-    case GgufValueType::UINT8: return "u8";
-    case GgufValueType::INT8: return "i8";
-    case GgufValueType::UINT16: return "u16";
-    case GgufValueType::INT16: return "i16";
-    case GgufValueType::UINT32: return "u32";
-    case GgufValueType::INT32: return "i32";
-    case GgufValueType::FLOAT32: return "f32";
-    case GgufValueType::BOOL: return "bool";
-    case GgufValueType::STRING: return "str";
-    case GgufValueType::ARRAY: return "arr";
-    case GgufValueType::UINT64: return "u64";
-    case GgufValueType::INT64: return "i64";
-    case GgufValueType::FLOAT64: return "f64";
+    case GgufValueType::UINT8:
+      return "u8";
+    case GgufValueType::INT8:
+      return "i8";
+    case GgufValueType::UINT16:
+      return "u16";
+    case GgufValueType::INT16:
+      return "i16";
+    case GgufValueType::UINT32:
+      return "u32";
+    case GgufValueType::INT32:
+      return "i32";
+    case GgufValueType::FLOAT32:
+      return "f32";
+    case GgufValueType::BOOL:
+      return "bool";
+    case GgufValueType::STRING:
+      return "str";
+    case GgufValueType::ARRAY:
+      return "arr";
+    case GgufValueType::UINT64:
+      return "u64";
+    case GgufValueType::INT64:
+      return "i64";
+    case GgufValueType::FLOAT64:
+      return "f64";
   }
   return "?";
 }
@@ -210,18 +295,33 @@ bool GgufValue::is_integer() const {
     case GgufValueType::UINT32:
     case GgufValueType::INT32:
     case GgufValueType::UINT64:
-    case GgufValueType::INT64: return true;
-    default: return false;
+    case GgufValueType::INT64:
+      return true;
+    default:
+      return false;
   }
 }
 
 double GgufValue::array_f64(uint64_t k) const {
   const uint8_t* p = raw + k * scalar_size(elem_type);
   switch (elem_type) {
-    case GgufValueType::FLOAT32: { float x; std::memcpy(&x, p, 4); return x; }
-    case GgufValueType::FLOAT64: { double x; std::memcpy(&x, p, 8); return x; }
-    case GgufValueType::UINT64: { uint64_t x; std::memcpy(&x, p, 8); return static_cast<double>(x); }
-    default: return static_cast<double>(array_i64(k));
+    case GgufValueType::FLOAT32: {
+      float x;
+      std::memcpy(&x, p, 4);
+      return x;
+    }
+    case GgufValueType::FLOAT64: {
+      double x;
+      std::memcpy(&x, p, 8);
+      return x;
+    }
+    case GgufValueType::UINT64: {
+      uint64_t x;
+      std::memcpy(&x, p, 8);
+      return static_cast<double>(x);
+    }
+    default:
+      return static_cast<double>(array_i64(k));
   }
 }
 
@@ -229,14 +329,40 @@ int64_t GgufValue::array_i64(uint64_t k) const {
   const uint8_t* p = raw + k * scalar_size(elem_type);
   switch (elem_type) {
     case GgufValueType::UINT8:
-    case GgufValueType::BOOL: return *p;
-    case GgufValueType::INT8: return static_cast<int8_t>(*p);
-    case GgufValueType::UINT16: { uint16_t x; std::memcpy(&x, p, 2); return x; }
-    case GgufValueType::INT16: { int16_t x; std::memcpy(&x, p, 2); return x; }
-    case GgufValueType::UINT32: { uint32_t x; std::memcpy(&x, p, 4); return x; }
-    case GgufValueType::INT32: { int32_t x; std::memcpy(&x, p, 4); return x; }
-    case GgufValueType::UINT64: { uint64_t x; std::memcpy(&x, p, 8); return static_cast<int64_t>(x); }
-    case GgufValueType::INT64: { int64_t x; std::memcpy(&x, p, 8); return x; }
+    case GgufValueType::BOOL:
+      return *p;
+    case GgufValueType::INT8:
+      return static_cast<int8_t>(*p);
+    case GgufValueType::UINT16: {
+      uint16_t x;
+      std::memcpy(&x, p, 2);
+      return x;
+    }
+    case GgufValueType::INT16: {
+      int16_t x;
+      std::memcpy(&x, p, 2);
+      return x;
+    }
+    case GgufValueType::UINT32: {
+      uint32_t x;
+      std::memcpy(&x, p, 4);
+      return x;
+    }
+    case GgufValueType::INT32: {
+      int32_t x;
+      std::memcpy(&x, p, 4);
+      return x;
+    }
+    case GgufValueType::UINT64: {
+      uint64_t x;
+      std::memcpy(&x, p, 8);
+      return static_cast<int64_t>(x);
+    }
+    case GgufValueType::INT64: {
+      int64_t x;
+      std::memcpy(&x, p, 8);
+      return x;
+    }
     case GgufValueType::FLOAT32:
     case GgufValueType::FLOAT64: {
       // Truncates toward zero; NaN gives 0 and out-of-range values saturate (a plain cast is UB).
@@ -246,7 +372,8 @@ int64_t GgufValue::array_i64(uint64_t k) const {
       if (x <= -9223372036854775808.0) return std::numeric_limits<int64_t>::min();
       return static_cast<int64_t>(x);
     }
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -260,11 +387,20 @@ std::string quote(std::string_view s, size_t max_chars = 200) {
       break;
     }
     switch (c) {
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      default: out += c;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        out += c;
     }
   }
   return out + "\"";
@@ -273,14 +409,19 @@ std::string quote(std::string_view s, size_t max_chars = 200) {
 
 std::string GgufValue::to_string(size_t max_items) const {
   switch (type) {
-    case GgufValueType::STRING: return quote(str);
-    case GgufValueType::BOOL: return b ? "true" : "false";
-    case GgufValueType::FLOAT32: return fmt::format("{}", static_cast<float>(f));
-    case GgufValueType::FLOAT64: return fmt::format("{}", f);
+    case GgufValueType::STRING:
+      return quote(str);
+    case GgufValueType::BOOL:
+      return b ? "true" : "false";
+    case GgufValueType::FLOAT32:
+      return fmt::format("{}", static_cast<float>(f));
+    case GgufValueType::FLOAT64:
+      return fmt::format("{}", f);
     case GgufValueType::UINT64:
     case GgufValueType::UINT32:
     case GgufValueType::UINT16:
-    case GgufValueType::UINT8: return fmt::format("{}", u);
+    case GgufValueType::UINT8:
+      return fmt::format("{}", u);
     case GgufValueType::ARRAY: {
       std::string out = fmt::format("[{} x {}]", count, gguf_value_type_name(elem_type));
       if (count == 0) return out;
@@ -303,7 +444,8 @@ std::string GgufValue::to_string(size_t max_items) const {
       if (shown < count) out += ", ...";
       return out + "]";
     }
-    default: return fmt::format("{}", i);
+    default:
+      return fmt::format("{}", i);
   }
 }
 
@@ -331,26 +473,30 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
 
   uint32_t magic = 0;
   if (!r.read(magic)) {
-    return r.fail(fmt::format("truncated: {} bytes is too short for a GGUF header (expected at least 24 bytes)", size));
+    return r.fail(fmt::format(
+        "truncated: {} bytes is too short for a GGUF header (expected at least 24 bytes)", size));
   }
   if (std::memcmp(&magic, "GGUF", 4) != 0) {
     return Error{fmt::format("{}: not a GGUF file (magic bytes are not \"GGUF\")", name)};
   }
   if (!r.read(f.version_)) return r.fail("truncated: expected the GGUF version");
   if (f.version_ != 2 && f.version_ != 3) {
-    return Error{fmt::format("{}: unsupported GGUF version {} (expected 2 or 3)", name, f.version_)};
+    return Error{
+        fmt::format("{}: unsupported GGUF version {} (expected 2 or 3)", name, f.version_)};
   }
   uint64_t n_tensors = 0, n_kv = 0;
   if (!r.read(n_tensors)) return r.fail("truncated: expected the tensor count");
   if (!r.read(n_kv)) return r.fail("truncated: expected the metadata key/value count");
   // Each KV needs at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least 8+4+4+8.
   if (n_kv > r.remaining() / 13) {
-    return r.fail(fmt::format("truncated or corrupt: metadata count {} is impossible for a file of {} bytes",
-                              n_kv, size));
+    return r.fail(
+        fmt::format("truncated or corrupt: metadata count {} is impossible for a file of {} bytes",
+                    n_kv, size));
   }
   if (n_tensors > r.remaining() / 24) {
-    return r.fail(fmt::format("truncated or corrupt: tensor count {} is impossible for a file of {} bytes",
-                              n_tensors, size));
+    return r.fail(
+        fmt::format("truncated or corrupt: tensor count {} is impossible for a file of {} bytes",
+                    n_tensors, size));
   }
 
   std::unordered_set<std::string_view> seen_keys;
@@ -358,9 +504,11 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
   for (uint64_t k = 0; k < n_kv; ++k) {
     auto key = r.read_string([&] { return fmt::format("the key of metadata entry {}", k); });
     if (!key.ok()) return key.error();
-    if (!seen_keys.insert(*key).second) return r.fail(fmt::format("duplicate metadata key '{}'", *key));
+    if (!seen_keys.insert(*key).second)
+      return r.fail(fmt::format("duplicate metadata key '{}'", *key));
     uint32_t type = 0;
-    if (!r.read(type)) return r.fail(fmt::format("truncated: expected the value type of key '{}'", *key));
+    if (!r.read(type))
+      return r.fail(fmt::format("truncated: expected the value type of key '{}'", *key));
     if (type > static_cast<uint32_t>(GgufValueType::FLOAT64)) {
       return r.fail(fmt::format("key '{}': unknown value type {}", *key, type));
     }
@@ -375,7 +523,8 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
                                gguf_value_type_name(a->type))};
     }
     if (a->u == 0 || (a->u & (a->u - 1)) != 0) {
-      return Error{fmt::format("{}: general.alignment must be a power of two, found {}", name, a->u)};
+      return Error{
+          fmt::format("{}: general.alignment must be a power of two, found {}", name, a->u)};
     }
     f.alignment_ = static_cast<uint32_t>(a->u);
   }
@@ -387,28 +536,36 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
     auto tname = r.read_string([&] { return fmt::format("the name of tensor {}", t); });
     if (!tname.ok()) return tname.error();
     info.name = *tname;
-    if (!seen_tensors.insert(info.name).second) return r.fail(fmt::format("duplicate tensor '{}'", info.name));
-    if (!r.read(info.n_dims)) return r.fail(fmt::format("truncated: tensor '{}': expected n_dims", info.name));
+    if (!seen_tensors.insert(info.name).second)
+      return r.fail(fmt::format("duplicate tensor '{}'", info.name));
+    if (!r.read(info.n_dims))
+      return r.fail(fmt::format("truncated: tensor '{}': expected n_dims", info.name));
     if (info.n_dims == 0 || info.n_dims > kMaxDims) {
-      return r.fail(fmt::format("tensor '{}': n_dims is {} (expected 1..{})", info.name, info.n_dims, kMaxDims));
+      return r.fail(fmt::format("tensor '{}': n_dims is {} (expected 1..{})", info.name,
+                                info.n_dims, kMaxDims));
     }
     for (uint32_t d = 0; d < info.n_dims; ++d) {
       uint64_t ne = 0;
-      if (!r.read(ne)) return r.fail(fmt::format("truncated: tensor '{}': expected dimension {}", info.name, d));
+      if (!r.read(ne))
+        return r.fail(fmt::format("truncated: tensor '{}': expected dimension {}", info.name, d));
       if (ne == 0 || ne > (uint64_t{1} << 40)) {
-        return r.fail(fmt::format("tensor '{}': dimension {} is {} (expected 1..2^40)", info.name, d, ne));
+        return r.fail(
+            fmt::format("tensor '{}': dimension {} is {} (expected 1..2^40)", info.name, d, ne));
       }
       info.ne[d] = static_cast<int64_t>(ne);
     }
     uint32_t type = 0;
-    if (!r.read(type)) return r.fail(fmt::format("truncated: tensor '{}': expected its type", info.name));
+    if (!r.read(type))
+      return r.fail(fmt::format("truncated: tensor '{}': expected its type", info.name));
     auto ti = tensor_type_info(type);
     if (!ti) return r.fail(fmt::format("tensor '{}': unknown tensor type id {}", info.name, type));
     info.type = static_cast<TensorType>(type);
-    if (!r.read(info.offset)) return r.fail(fmt::format("truncated: tensor '{}': expected its offset", info.name));
+    if (!r.read(info.offset))
+      return r.fail(fmt::format("truncated: tensor '{}': expected its offset", info.name));
     if (info.ne[0] % ti->block_size != 0) {
-      return Error{fmt::format("{}: tensor '{}': row length {} is not a multiple of the {} block size {}",
-                               name, info.name, info.ne[0], ti->name, ti->block_size)};
+      return Error{
+          fmt::format("{}: tensor '{}': row length {} is not a multiple of the {} block size {}",
+                      name, info.name, info.ne[0], ti->name, ti->block_size)};
     }
     // Each dim is <= 2^40 but the element count must stay <= 2^62. Checked after every factor:
     // four factors of 2^40 would overflow even 128 bits.
@@ -416,19 +573,23 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
     for (int d = 0; d < 4; ++d) {
       elems *= info.ne[d];
       if (elems > (static_cast<__int128>(1) << 62)) {
-        return Error{fmt::format("{}: tensor '{}': too many elements (more than 2^62)", name, info.name)};
+        return Error{
+            fmt::format("{}: tensor '{}': too many elements (more than 2^62)", name, info.name)};
       }
     }
     // In 128 bits: 2^62 elements of an 8-byte type would wrap a 64-bit product to a small size.
     const __int128 nbytes = elems / ti->block_size * static_cast<__int128>(ti->block_bytes);
     if (nbytes > static_cast<__int128>(size)) {
-      return Error{fmt::format("{}: truncated or corrupt: tensor '{}': its {} elements of {} need more bytes than the whole file ({})",
-                               name, info.name, static_cast<int64_t>(elems), ti->name, size)};
+      return Error{
+          fmt::format("{}: truncated or corrupt: tensor '{}': its {} elements of {} need more "
+                      "bytes than the whole file ({})",
+                      name, info.name, static_cast<int64_t>(elems), ti->name, size)};
     }
     info.nbytes = static_cast<uint64_t>(nbytes);
     if (info.offset % f.alignment_ != 0) {
-      return Error{fmt::format("{}: tensor '{}': data offset {} is not a multiple of the alignment {}",
-                               name, info.name, info.offset, f.alignment_)};
+      return Error{
+          fmt::format("{}: tensor '{}': data offset {} is not a multiple of the alignment {}", name,
+                      info.name, info.offset, f.alignment_)};
     }
     f.tensors_.push_back(info);
   }
@@ -436,14 +597,16 @@ Result<GgufFile> GgufFile::parse(const uint8_t* data, size_t size, const std::st
   uint64_t pos = r.pos();
   f.data_offset_ = (pos + f.alignment_ - 1) / f.alignment_ * f.alignment_;
   if (n_tensors > 0 && f.data_offset_ > size) {
-    return Error{fmt::format("{}: truncated: tensor data should start at offset {} but the file has {} bytes",
-                             name, f.data_offset_, size)};
+    return Error{fmt::format(
+        "{}: truncated: tensor data should start at offset {} but the file has {} bytes", name,
+        f.data_offset_, size)};
   }
   for (auto& t : f.tensors_) {
     uint64_t avail = size - f.data_offset_;
     if (t.offset > avail || t.nbytes > avail - t.offset) {
       return Error{fmt::format(
-          "{}: tensor '{}': data [{}, {}) lies past the end of the file ({} bytes); the file is truncated "
+          "{}: tensor '{}': data [{}, {}) lies past the end of the file ({} bytes); the file is "
+          "truncated "
           "or the offset is corrupt",
           name, t.name, f.data_offset_ + t.offset, f.data_offset_ + t.offset + t.nbytes, size)};
     }

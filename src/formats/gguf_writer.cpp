@@ -27,31 +27,59 @@ size_t elem_size(GgufValueType t) {
   switch (t) {
     case GgufValueType::UINT8:
     case GgufValueType::INT8:
-    case GgufValueType::BOOL: return 1;
+    case GgufValueType::BOOL:
+      return 1;
     case GgufValueType::UINT16:
-    case GgufValueType::INT16: return 2;
+    case GgufValueType::INT16:
+      return 2;
     case GgufValueType::UINT32:
     case GgufValueType::INT32:
-    case GgufValueType::FLOAT32: return 4;
-    default: return 8;
+    case GgufValueType::FLOAT32:
+      return 4;
+    default:
+      return 8;
   }
 }
 
 // Encodes a value's payload (without its type tag).
 void encode_payload(std::vector<uint8_t>& out, const GgufValue& v) {
   switch (v.type) {
-    case GgufValueType::UINT8: put<uint8_t>(out, static_cast<uint8_t>(v.u)); break;
-    case GgufValueType::INT8: put<int8_t>(out, static_cast<int8_t>(v.i)); break;
-    case GgufValueType::UINT16: put<uint16_t>(out, static_cast<uint16_t>(v.u)); break;
-    case GgufValueType::INT16: put<int16_t>(out, static_cast<int16_t>(v.i)); break;
-    case GgufValueType::UINT32: put<uint32_t>(out, static_cast<uint32_t>(v.u)); break;
-    case GgufValueType::INT32: put<int32_t>(out, static_cast<int32_t>(v.i)); break;
-    case GgufValueType::UINT64: put<uint64_t>(out, v.u); break;
-    case GgufValueType::INT64: put<int64_t>(out, v.i); break;
-    case GgufValueType::FLOAT32: put<float>(out, static_cast<float>(v.f)); break;
-    case GgufValueType::FLOAT64: put<double>(out, v.f); break;
-    case GgufValueType::BOOL: put<uint8_t>(out, v.b ? 1 : 0); break;
-    case GgufValueType::STRING: put_string(out, v.str); break;
+    case GgufValueType::UINT8:
+      put<uint8_t>(out, static_cast<uint8_t>(v.u));
+      break;
+    case GgufValueType::INT8:
+      put<int8_t>(out, static_cast<int8_t>(v.i));
+      break;
+    case GgufValueType::UINT16:
+      put<uint16_t>(out, static_cast<uint16_t>(v.u));
+      break;
+    case GgufValueType::INT16:
+      put<int16_t>(out, static_cast<int16_t>(v.i));
+      break;
+    case GgufValueType::UINT32:
+      put<uint32_t>(out, static_cast<uint32_t>(v.u));
+      break;
+    case GgufValueType::INT32:
+      put<int32_t>(out, static_cast<int32_t>(v.i));
+      break;
+    case GgufValueType::UINT64:
+      put<uint64_t>(out, v.u);
+      break;
+    case GgufValueType::INT64:
+      put<int64_t>(out, v.i);
+      break;
+    case GgufValueType::FLOAT32:
+      put<float>(out, static_cast<float>(v.f));
+      break;
+    case GgufValueType::FLOAT64:
+      put<double>(out, v.f);
+      break;
+    case GgufValueType::BOOL:
+      put<uint8_t>(out, v.b ? 1 : 0);
+      break;
+    case GgufValueType::STRING:
+      put_string(out, v.str);
+      break;
     case GgufValueType::ARRAY:
       put<uint32_t>(out, static_cast<uint32_t>(v.elem_type));
       put<uint64_t>(out, v.count);
@@ -165,21 +193,22 @@ Result<void> GgufWriter::add_tensor(std::string name, TensorType type, std::vect
   auto info = tensor_type_info(static_cast<uint32_t>(type));
   if (!info) return Error{fmt::format("tensor '{}': unknown type", name)};
   if (shape[0] % info->block_size != 0) {
-    return Error{fmt::format("tensor '{}': row length {} is not a multiple of the {} block size {}", name,
-                             shape[0], info->name, info->block_size)};
+    return Error{fmt::format("tensor '{}': row length {} is not a multiple of the {} block size {}",
+                             name, shape[0], info->name, info->block_size)};
   }
   int64_t rows = 1;
   for (size_t d = 1; d < shape.size(); ++d) rows *= shape[d];
   size_t expected = tensor_row_bytes(type, shape[0]) * static_cast<size_t>(rows);
   if (nbytes != expected) {
-    return Error{fmt::format("tensor '{}': {} bytes given, {} expected for its shape and type", name,
-                             nbytes, expected)};
+    return Error{fmt::format("tensor '{}': {} bytes given, {} expected for its shape and type",
+                             name, nbytes, expected)};
   }
   for (const auto& t : tensors_) {
     if (t.name == name) return Error{fmt::format("tensor '{}' added twice", name)};
   }
   const auto* p = static_cast<const uint8_t*>(data);
-  tensors_.push_back(Tensor{std::move(name), type, std::move(shape), std::vector<uint8_t>(p, p + nbytes)});
+  tensors_.push_back(
+      Tensor{std::move(name), type, std::move(shape), std::vector<uint8_t>(p, p + nbytes)});
   return {};
 }
 

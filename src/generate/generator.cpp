@@ -15,11 +15,16 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 std::string_view stop_reason_name(StopReason r) {
   switch (r) {
-    case StopReason::length: return "length";
-    case StopReason::eog: return "eog";
-    case StopReason::stop_string: return "stop";
-    case StopReason::context_full: return "context_full";
-    case StopReason::cancelled: return "cancelled";
+    case StopReason::length:
+      return "length";
+    case StopReason::eog:
+      return "eog";
+    case StopReason::stop_string:
+      return "stop";
+    case StopReason::context_full:
+      return "context_full";
+    case StopReason::cancelled:
+      return "cancelled";
   }
   return "?";
 }
@@ -120,7 +125,8 @@ Result<PerplexityResult> perplexity(Context& ctx, const std::vector<TokenId>& to
   r.n_ctx = n_ctx;
   if (n_ctx < 4) return Error{fmt::format("perplexity context must be at least 4, got {}", n_ctx)};
   if (n_ctx > ctx.n_ctx()) {
-    return Error{fmt::format("perplexity context {} exceeds the context size {}", n_ctx, ctx.n_ctx())};
+    return Error{
+        fmt::format("perplexity context {} exceeds the context size {}", n_ctx, ctx.n_ctx())};
   }
   r.n_chunks = r.n_tokens / n_ctx;
   if (r.n_chunks == 0) {
@@ -143,7 +149,8 @@ Result<PerplexityResult> perplexity(Context& ctx, const std::vector<TokenId>& to
       for (int32_t i = 1; i < n_vocab; ++i) mx = std::max(mx, l[i]);
       double sum = 0.0;
       for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(l[i] - mx);
-      const double v = -(static_cast<double>(l[chunk[static_cast<size_t>(j + 1)]] - mx) - std::log(sum));
+      const double v =
+          -(static_cast<double>(l[chunk[static_cast<size_t>(j + 1)]] - mx) - std::log(sum));
       chunk_nll += v;
       nll += v;
       nll2 += v * v;

@@ -1,4 +1,5 @@
-// Sampler chain (llama.cpp order): logit bias -> penalties -> top-k -> top-p -> min-p -> temperature
+// Sampler chain (llama.cpp order): logit bias -> penalties -> top-k -> top-p -> min-p ->
+// temperature
 // -> softmax -> seeded draw. All work happens in buffers sized at construction: sample() does not
 // allocate.
 #include <algorithm>
@@ -19,13 +20,16 @@ uint32_t fold_seed(uint64_t seed) { return static_cast<uint32_t>(seed ^ (seed >>
 double uniform01(std::mt19937& rng) {
   const uint32_t a = rng() >> 5;  // 27 bits
   const uint32_t b = rng() >> 6;  // 26 bits
-  return (static_cast<double>(a) * 67108864.0 + static_cast<double>(b)) * (1.0 / 9007199254740992.0);
+  return (static_cast<double>(a) * 67108864.0 + static_cast<double>(b)) *
+         (1.0 / 9007199254740992.0);
 }
 
 }  // namespace
 
 Sampler::Sampler(SamplingParams params, int32_t n_vocab)
-    : params_(std::move(params)), n_vocab_(n_vocab < 0 ? 0 : n_vocab), rng_(fold_seed(params_.seed)) {
+    : params_(std::move(params)),
+      n_vocab_(n_vocab < 0 ? 0 : n_vocab),
+      rng_(fold_seed(params_.seed)) {
   cands_.resize(static_cast<size_t>(n_vocab_));
   counts_.assign(static_cast<size_t>(n_vocab_), 0);
 }

@@ -38,7 +38,8 @@ struct Context::Impl {
 
   int64_t kv_dim() const { return int64_t{m->config.n_head_kv} * m->config.head_dim; }
   size_t kv_index(int32_t layer, int32_t pos) const {
-    return (static_cast<size_t>(layer) * static_cast<size_t>(params.n_ctx) + static_cast<size_t>(pos)) *
+    return (static_cast<size_t>(layer) * static_cast<size_t>(params.n_ctx) +
+            static_cast<size_t>(pos)) *
            static_cast<size_t>(kv_dim());
   }
 
@@ -70,7 +71,8 @@ struct Context::Impl {
       float* s = scores.data() + static_cast<size_t>(ith) * static_cast<size_t>(params.n_ctx);
       float* qr = qh.data() + static_cast<size_t>(ith) * static_cast<size_t>(hd);
       for (int64_t item = ith; item < n_items; item += nth) {
-        const int32_t t = static_cast<int32_t>(item / c.n_head), h = static_cast<int32_t>(item % c.n_head);
+        const int32_t t = static_cast<int32_t>(item / c.n_head),
+                      h = static_cast<int32_t>(item % c.n_head);
         const int32_t g = h / group, n_kv = n_past + t + 1;
         const float* qv = q.data() + t * q_dim + int64_t{h} * hd;
         for (int32_t d = 0; d < hd; ++d) qr[d] = f16 ? fp16_to_f32(f32_to_fp16(qv[d])) : qv[d];
@@ -78,7 +80,8 @@ struct Context::Impl {
           const size_t at = kv_index(layer, j) + static_cast<size_t>(g) * static_cast<size_t>(hd);
           float dot = 0.0f;
           if (f16) {
-            for (int32_t d = 0; d < hd; ++d) dot += qr[d] * fp16_to_f32(k_f16[at + static_cast<size_t>(d)]);
+            for (int32_t d = 0; d < hd; ++d)
+              dot += qr[d] * fp16_to_f32(k_f16[at + static_cast<size_t>(d)]);
           } else {
             for (int32_t d = 0; d < hd; ++d) dot += qr[d] * k_f32[at + static_cast<size_t>(d)];
           }
@@ -91,7 +94,8 @@ struct Context::Impl {
           const size_t at = kv_index(layer, j) + static_cast<size_t>(g) * static_cast<size_t>(hd);
           if (f16) {
             const float w = fp16_to_f32(f32_to_fp16(s[j]));
-            for (int32_t d = 0; d < hd; ++d) out[d] += w * fp16_to_f32(v_f16[at + static_cast<size_t>(d)]);
+            for (int32_t d = 0; d < hd; ++d)
+              out[d] += w * fp16_to_f32(v_f16[at + static_cast<size_t>(d)]);
           } else {
             const float w = s[j];
             for (int32_t d = 0; d < hd; ++d) out[d] += w * v_f32[at + static_cast<size_t>(d)];
@@ -143,7 +147,8 @@ struct Context::Impl {
     const int32_t first = all_logits ? 0 : n - 1;
     const int32_t n_out = n - first;
     for (int32_t t = first; t < n; ++t) {
-      ops::rmsnorm(x.data() + t * E, m->output_norm.data(), xb.data() + (t - first) * E, E, c.norm_eps);
+      ops::rmsnorm(x.data() + t * E, m->output_norm.data(), xb.data() + (t - first) * E, E,
+                   c.norm_eps);
     }
     const size_t need = static_cast<size_t>(n_out) * static_cast<size_t>(c.n_vocab);
     if (logits.size() < need) logits.resize(need);
@@ -156,7 +161,8 @@ struct Context::Impl {
 Context::Context() = default;
 Context::~Context() = default;
 
-Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> model, ContextParams p) {
+Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> model,
+                                                 ContextParams p) {
   const ModelConfig& c = model->config();
   if (p.n_ctx <= 0) p.n_ctx = std::min(c.n_ctx_train, 4096);
   if (p.n_ctx > (1 << 22)) return Error{fmt::format("context size {} is too large", p.n_ctx)};
@@ -208,8 +214,8 @@ Result<void> Context::decode(const TokenId* tokens, int32_t n, bool all_logits) 
   Impl& s = *impl_;
   if (n <= 0) return Error{"decode: no tokens given"};
   if (n > s.params.n_ctx - s.n_past) {
-    return Error{fmt::format("context overflow: {} tokens cached + {} new > context size {}", s.n_past,
-                             n, s.params.n_ctx)};
+    return Error{fmt::format("context overflow: {} tokens cached + {} new > context size {}",
+                             s.n_past, n, s.params.n_ctx)};
   }
   const int32_t n_vocab = s.m->config.n_vocab;
   for (int32_t i = 0; i < n; ++i) {

@@ -69,11 +69,11 @@ class ConfigReader {
   std::string prefix_;
 };
 
-#define KANDIL_ASSIGN(lhs, expr)            \
-  do {                                      \
-    auto kandil_v_ = (expr);                \
+#define KANDIL_ASSIGN(lhs, expr)                   \
+  do {                                             \
+    auto kandil_v_ = (expr);                       \
     if (!kandil_v_.ok()) return kandil_v_.error(); \
-    lhs = *kandil_v_;                       \
+    lhs = *kandil_v_;                              \
   } while (0)
 
 }  // namespace
@@ -113,7 +113,8 @@ Result<ModelConfig> read_model_config(const GgufFile& f) {
                              c.head_dim, value_length)};
   }
   KANDIL_ASSIGN(c.n_rot, r.integer("rope.dimension_count", c.head_dim, 2, c.head_dim));
-  if (c.n_rot % 2 != 0) return Error{fmt::format("{}: rope.dimension_count {} is odd", f.name(), c.n_rot)};
+  if (c.n_rot % 2 != 0)
+    return Error{fmt::format("{}: rope.dimension_count {} is odd", f.name(), c.n_rot)};
   KANDIL_ASSIGN(c.norm_eps, r.real("attention.layer_norm_rms_epsilon", 1e-5f));
   KANDIL_ASSIGN(c.rope_freq_base, r.real("rope.freq_base", 10000.0f));
   if (c.rope_freq_base <= 0) return Error{f.name() + ": rope.freq_base must be positive"};
@@ -223,11 +224,11 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& path) {
   WeightLoader load(m.file, m.weight_bytes);
   const int64_t q_dim = int64_t{c.n_head} * c.head_dim;
   const int64_t kv_dim = int64_t{c.n_head_kv} * c.head_dim;
-#define KANDIL_LOAD(lhs, expr)                \
-  do {                                        \
-    auto kandil_w_ = (expr);                  \
+#define KANDIL_LOAD(lhs, expr)                     \
+  do {                                             \
+    auto kandil_w_ = (expr);                       \
     if (!kandil_w_.ok()) return kandil_w_.error(); \
-    lhs = std::move(*kandil_w_);              \
+    lhs = std::move(*kandil_w_);                   \
   } while (0)
   KANDIL_LOAD(m.token_embd, load.matrix("token_embd.weight", c.n_embd, c.n_vocab));
   KANDIL_LOAD(m.output_norm, load.vector("output_norm.weight", c.n_embd));

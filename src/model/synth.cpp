@@ -47,13 +47,16 @@ void add_vocab(GgufWriter& w, int32_t n_vocab) {
 }  // namespace
 
 Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path) {
-  if (s.n_vocab < 259) return Error{fmt::format("synth: vocab {} < 259 (specials + bytes)", s.n_vocab)};
-  if (s.n_head <= 0 || s.n_head_kv <= 0 || s.n_head % s.n_head_kv != 0 || s.n_embd % s.n_head != 0) {
+  if (s.n_vocab < 259)
+    return Error{fmt::format("synth: vocab {} < 259 (specials + bytes)", s.n_vocab)};
+  if (s.n_head <= 0 || s.n_head_kv <= 0 || s.n_head % s.n_head_kv != 0 ||
+      s.n_embd % s.n_head != 0) {
     return Error{"synth: heads must divide n_embd and be a multiple of kv heads"};
   }
   for (TensorType t : {s.type, s.fallback_type}) {
     const ops::TypeTraits* tr = ops::type_traits(t);
-    if (!tr || !tr->from_float) return Error{fmt::format("synth: cannot write type {}", tensor_type_name(t))};
+    if (!tr || !tr->from_float)
+      return Error{fmt::format("synth: cannot write type {}", tensor_type_name(t))};
   }
   const int32_t head_dim = s.n_embd / s.n_head;
   GgufWriter w;
@@ -88,10 +91,12 @@ Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path) 
     for (int64_t r = 0; r < n_out; ++r) {
       tr->from_float(values.data() + r * n_in, bytes.data() + static_cast<size_t>(r) * row, n_in);
     }
-    std::vector<int64_t> shape = is_norm ? std::vector<int64_t>{n_in} : std::vector<int64_t>{n_in, n_out};
+    std::vector<int64_t> shape =
+        is_norm ? std::vector<int64_t>{n_in} : std::vector<int64_t>{n_in, n_out};
     return w.add_tensor(name, t, shape, bytes.data(), bytes.size());
   };
-  const int64_t E = s.n_embd, q = int64_t{s.n_head} * head_dim, kv = int64_t{s.n_head_kv} * head_dim;
+  const int64_t E = s.n_embd, q = int64_t{s.n_head} * head_dim,
+                kv = int64_t{s.n_head_kv} * head_dim;
   auto inv_sqrt = [](int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); };
   KANDIL_CHECK_OK(add("token_embd.weight", E, s.n_vocab, 1.0f, 0.0f, false));
   for (int32_t l = 0; l < s.n_layer; ++l) {
@@ -107,7 +112,8 @@ Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path) 
     KANDIL_CHECK_OK(add(p + "ffn_down.weight", s.n_ff, E, inv_sqrt(s.n_ff), 0.0f, false));
   }
   KANDIL_CHECK_OK(add("output_norm.weight", E, 1, 0.1f, 1.0f, true));
-  if (!s.tied_embeddings) KANDIL_CHECK_OK(add("output.weight", E, s.n_vocab, inv_sqrt(E), 0.0f, false));
+  if (!s.tied_embeddings)
+    KANDIL_CHECK_OK(add("output.weight", E, s.n_vocab, inv_sqrt(E), 0.0f, false));
   return w.write_file(path);
 }
 
