@@ -20,6 +20,7 @@
 #include "base/thread_pool.h"
 #include "kandil/tensor_type.h"
 #include "ops/quant.h"
+#include "test_util.h"
 
 namespace {
 
@@ -28,18 +29,7 @@ using kandil::cpu::dot_kernels;
 using kandil::cpu::DotKernels;
 using kandil::cpu::KernelChoice;
 
-// Normal(0, sigma) values, never exactly zero.
-std::vector<float> random_row(int64_t n, uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, sigma);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) {
-    do {
-      x = dist(rng);
-    } while (x == 0.0f);
-  }
-  return v;
-}
+using kandil::testing::random_row;
 
 const kandil::ops::TypeTraits& traits(TensorType t) {
   const kandil::ops::TypeTraits* tt = kandil::ops::type_traits(t);

@@ -30,18 +30,7 @@ using kandil::ops::TypeTraits;
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-// Normal(0, sigma) values, never exactly zero.
-std::vector<float> random_row(int64_t n, uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, sigma);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) {
-    do {
-      x = dist(rng);
-    } while (x == 0.0f);
-  }
-  return v;
-}
+using kandil::testing::random_row;
 
 const TypeTraits& traits(TensorType t) {
   const TypeTraits* tt = type_traits(t);

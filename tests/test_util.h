@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <vector>
 #include <sstream>
 #include <string>
 
@@ -40,6 +42,19 @@ inline std::string temp_dir() {
               std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+// Normal(0, sigma) values, never exactly zero: kernels are tested on fresh random inputs.
+inline std::vector<float> random_row(int64_t n, uint32_t seed, float sigma = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, sigma);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) {
+    do {
+      x = dist(rng);
+    } while (x == 0.0f);
+  }
+  return v;
 }
 
 }  // namespace kandil::testing

@@ -24,6 +24,7 @@
 
 #include "base/fp16.h"
 #include "ops/quant_blocks.h"
+#include "ops/quant_scales.h"
 
 #define KANDIL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define KANDIL_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -336,26 +337,11 @@ KANDIL_VNNI float vec_dot_q5_1_q8_1(int64_t n, const void* vx, const void* vy) {
 // saturation: quants < 64), and vpdpwssd multiplies those by the 16-bit sub-block scales and
 // accumulates in int32 -- the reference's integer sum, exactly.
 
-// The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block (layout: BlockQ4_K), one per byte,
-// computed on whole words: for j < 4, sc = s[j] & 63 and m = s[j + 4] & 63; for j >= 4, the low
-// 4 bits come from s[j + 4] (low / high nibble) and the top 2 from bits 6-7 of s[j - 4] / s[j].
-inline void unpack_k4_scale_bytes(const uint8_t* s, uint64_t* sc, uint64_t* m) {
-  uint32_t a, b, c;
-  std::memcpy(&a, s, 4);
-  std::memcpy(&b, s + 4, 4);
-  std::memcpy(&c, s + 8, 4);
-  const uint32_t sc_lo = a & 0x3f3f3f3fu, m_lo = b & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u);
-  const uint32_t m_hi = ((c >> 4) & 0x0f0f0f0fu) | ((b >> 2) & 0x30303030u);
-  *sc = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  *m = m_lo | (static_cast<uint64_t>(m_hi) << 32);
-}
-
 // Scales as 8 16-bit lanes (sc0..sc7) and the mins as (m0, m0, m1, m1, ..., m7, m7) 16-bit lanes
 // ready to multiply the 16 bsums.
 KANDIL_VNNI inline void unpack_k4_scales(const uint8_t* s, __m128i* sc16, __m256i* mins_pairs) {
   uint64_t sc, m;
-  unpack_k4_scale_bytes(s, &sc, &m);
+  ops::unpack_k4_scale_bytes(s, &sc, &m);
   *sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc)));
   const __m128i mv = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(m)));
   *mins_pairs = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_unpacklo_epi16(mv, mv)),
