@@ -153,3 +153,37 @@ TEST(Cli, PerplexityJson) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, SynthThenBenchJson) {
+  const std::string dir = kandil::testing::temp_dir();
+  auto s = run_kandil("synth -o " + dir + "/m.gguf --layers 2 --dim 64 --ffn 96 --heads 4 --kv-heads 2 --type q8_0 --json");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  auto sj = nlohmann::json::parse(s.out);
+  EXPECT_EQ(sj["type"], "Q8_0");
+  EXPECT_EQ(sj["n_layer"], 2);
+  auto info = nlohmann::json::parse(run_kandil("info --json " + dir + "/m.gguf").out);
+  EXPECT_EQ(info["tensors"][1]["type"], "F32");   // blk.0.attn_norm stays F32
+  EXPECT_EQ(info["tensors"][2]["type"], "Q8_0");  // blk.0.attn_q
+
+  auto b = run_kandil("bench -m " + dir + "/m.gguf -p 8,16 -n 4 -r 2 -t 2 --json");
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  auto bj = nlohmann::json::parse(b.out);
+  ASSERT_EQ(bj.size(), 3u);
+  EXPECT_EQ(bj[0]["test"], "pp8");
+  EXPECT_EQ(bj[1]["test"], "pp16");
+  EXPECT_EQ(bj[2]["test"], "tg4");
+  EXPECT_EQ(bj[2]["samples"].size(), 2u);
+  EXPECT_GT(bj[2]["tokens_per_second"].get<double>(), 0.0);
+  EXPECT_GT(bj[2]["bytes_per_token"].get<double>(), 0.0);
+
+  auto bad = run_kandil("bench -m " + dir + "/m.gguf -p 8,x");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("comma-separated"), std::string::npos) << bad.err;
+  auto bad_type = run_kandil("synth -o " + dir + "/x.gguf --type q9_9");
+  EXPECT_NE(bad_type.exit_code, 0);
+  EXPECT_NE(bad_type.err.find("unknown tensor type"), std::string::npos) << bad_type.err;
+}
+
+}  // namespace

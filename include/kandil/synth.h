@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "kandil/result.h"
@@ -28,6 +29,8 @@ struct SynthSpec {
 };
 
 // Weights: token_embd ~ N(0,1), linear ~ N(0, 1/fan_in), norms ~ 1 + N(0, 0.1^2).
-Result<void> write_synthetic_model(const SynthSpec& spec, const std::string& path);
+// progress(done, total) is called after each tensor.
+Result<void> write_synthetic_model(const SynthSpec& spec, const std::string& path,
+                                   const std::function<void(int, int)>& progress = {});
 
 }  // namespace kandil

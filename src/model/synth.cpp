@@ -46,7 +46,8 @@ void add_vocab(GgufWriter& w, int32_t n_vocab) {
 
 }  // namespace
 
-Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path) {
+Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path,
+                                   const std::function<void(int, int)>& progress) {
   if (s.n_vocab < 259)
     return Error{fmt::format("synth: vocab {} < 259 (specials + bytes)", s.n_vocab)};
   if (s.n_head <= 0 || s.n_head_kv <= 0 || s.n_head % s.n_head_kv != 0 ||
@@ -78,6 +79,8 @@ Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path) 
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> values;
   std::vector<uint8_t> bytes;
+  const int total = 2 + 9 * s.n_layer + (s.tied_embeddings ? 0 : 1);
+  int done = 0;
   auto add = [&](const std::string& name, int64_t n_in, int64_t n_out, float stddev, float mean,
                  bool is_norm) -> Result<void> {
     values.resize(static_cast<size_t>(n_in * n_out));
@@ -93,7 +96,9 @@ Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path) 
     }
     std::vector<int64_t> shape =
         is_norm ? std::vector<int64_t>{n_in} : std::vector<int64_t>{n_in, n_out};
-    return w.add_tensor(name, t, shape, bytes.data(), bytes.size());
+    auto added = w.add_tensor(name, t, shape, bytes.data(), bytes.size());
+    if (progress) progress(++done, total);
+    return added;
   };
   const int64_t E = s.n_embd, q = int64_t{s.n_head} * head_dim,
                 kv = int64_t{s.n_head_kv} * head_dim;
