@@ -39,7 +39,8 @@ Result<std::vector<int32_t>> parse_list(const std::string& s, const char* flag) 
       if (used != item.size() || v < 0) throw std::invalid_argument(item);
       if (v > 0) out.push_back(v);
     } catch (const std::exception&) {
-      return Error{fmt::format("{} '{}': expected a comma-separated list of token counts", flag, s)};
+      return Error{
+          fmt::format("{} '{}': expected a comma-separated list of token counts", flag, s)};
     }
   }
   return out;
@@ -109,7 +110,8 @@ int run_bench(const BenchOptions& opt) {
     // Bytes one decode step reads: every weight except the embedding table (one row of it is
     // read), unless the output projection reuses it.
     uint64_t step_bytes = m.weight_bytes();
-    if (const GgufTensorInfo* e = m.gguf().find_tensor("token_embd.weight"); e && !m.config().tied_embeddings) {
+    if (const GgufTensorInfo* e = m.gguf().find_tensor("token_embd.weight");
+        e && !m.config().tied_embeddings) {
       step_bytes -= e->nbytes;
     }
     int32_t max_tokens = 1;
@@ -158,7 +160,8 @@ int run_bench(const BenchOptions& opt) {
       if (!opt.json) {
         fmt::print("| {} | {:.1f} MiB | {:.1f} M | {} | {} | {:.2f} ± {:.2f} | {} |\n", path,
                    static_cast<double>(m.gguf().file_size()) / (1024.0 * 1024.0),
-                   static_cast<double>(params) / 1e6, (*ctx)->n_threads(), test, st.mean, st.stdev, gbps);
+                   static_cast<double>(params) / 1e6, (*ctx)->n_threads(), test, st.mean, st.stdev,
+                   gbps);
         std::fflush(stdout);
       }
       return 0;
@@ -178,12 +181,17 @@ int run_bench(const BenchOptions& opt) {
 
 void register_bench(CLI::App& app, CommandFn& selected) {
   auto opt = std::make_shared<BenchOptions>();
-  CLI::App* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed (llama-bench semantics)");
-  cmd->add_option("-m,--model", opt->models, "GGUF model(s), comma-separated (default: $KANDIL_MODEL)");
-  cmd->add_option("-p,--n-prompt", opt->prompts, "Prompt sizes, comma-separated (0: none)")->capture_default_str();
-  cmd->add_option("-n,--n-gen", opt->gens, "Generation lengths, comma-separated (0: none)")->capture_default_str();
+  CLI::App* cmd =
+      app.add_subcommand("bench", "Prompt-processing and generation speed (llama-bench semantics)");
+  cmd->add_option("-m,--model", opt->models,
+                  "GGUF model(s), comma-separated (default: $KANDIL_MODEL)");
+  cmd->add_option("-p,--n-prompt", opt->prompts, "Prompt sizes, comma-separated (0: none)")
+      ->capture_default_str();
+  cmd->add_option("-n,--n-gen", opt->gens, "Generation lengths, comma-separated (0: none)")
+      ->capture_default_str();
   cmd->add_option("-t,--threads", opt->threads, "Threads (default: all cores)");
-  cmd->add_option("-r,--repetitions", opt->reps, "Timed repetitions per test")->capture_default_str();
+  cmd->add_option("-r,--repetitions", opt->reps, "Timed repetitions per test")
+      ->capture_default_str();
   cmd->add_option("--cache-type", opt->cache_type, "KV cache type: f16 or f32")
       ->check(CLI::IsMember({"f16", "f32"}))
       ->capture_default_str();

@@ -23,10 +23,12 @@ struct SynthOptions {
 int run_synth(const SynthOptions& opt) {
   SynthSpec s;
   if (opt.preset == "250m") {
-    s.n_layer = 16, s.n_embd = 1024, s.n_ff = 2816, s.n_head = 16, s.n_head_kv = 4, s.n_vocab = 32000;
+    s.n_layer = 16, s.n_embd = 1024, s.n_ff = 2816, s.n_head = 16, s.n_head_kv = 4,
+    s.n_vocab = 32000;
     s.n_ctx = 4096;
   } else if (opt.preset == "1.1b") {
-    s.n_layer = 22, s.n_embd = 2048, s.n_ff = 5632, s.n_head = 32, s.n_head_kv = 4, s.n_vocab = 32000;
+    s.n_layer = 22, s.n_embd = 2048, s.n_ff = 5632, s.n_head = 32, s.n_head_kv = 4,
+    s.n_vocab = 32000;
     s.n_ctx = 4096;
   }
   if (opt.layers) s.n_layer = *opt.layers;
@@ -39,7 +41,8 @@ int run_synth(const SynthOptions& opt) {
   auto type = tensor_type_from_name(opt.type);
   auto fallback = tensor_type_from_name(opt.fallback);
   if (!type) return fail(Error{fmt::format("--type '{}': unknown tensor type", opt.type)});
-  if (!fallback) return fail(Error{fmt::format("--fallback-type '{}': unknown tensor type", opt.fallback)});
+  if (!fallback)
+    return fail(Error{fmt::format("--fallback-type '{}': unknown tensor type", opt.fallback)});
   s.type = *type;
   s.fallback_type = *fallback;
   s.seed = opt.seed;
@@ -64,9 +67,9 @@ int run_synth(const SynthOptions& opt) {
                                       {"seed", s.seed}}
                            .dump());
   } else {
-    fmt::print("wrote {} ({:.1f} MiB): {} layers, dim {}, ffn {}, {}/{} heads, vocab {}, {}\n", opt.out,
-               static_cast<double>(bytes) / (1024.0 * 1024.0), s.n_layer, s.n_embd, s.n_ff, s.n_head,
-               s.n_head_kv, s.n_vocab, tensor_type_name(s.type));
+    fmt::print("wrote {} ({:.1f} MiB): {} layers, dim {}, ffn {}, {}/{} heads, vocab {}, {}\n",
+               opt.out, static_cast<double>(bytes) / (1024.0 * 1024.0), s.n_layer, s.n_embd, s.n_ff,
+               s.n_head, s.n_head_kv, s.n_vocab, tensor_type_name(s.type));
   }
   return 0;
 }

@@ -14,5 +14,8 @@ void register_info(CLI::App& app, CommandFn& selected);
 void register_tokenize(CLI::App& app, CommandFn& selected);
 void register_run(CLI::App& app, CommandFn& selected);
 void register_perplexity(CLI::App& app, CommandFn& selected);
+void register_quantize(CLI::App& app, CommandFn& selected);
+void register_synth(CLI::App& app, CommandFn& selected);
+void register_bench(CLI::App& app, CommandFn& selected);
 
 }  // namespace kandil::app

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   kandil::app::register_tokenize(app, selected);
   kandil::app::register_run(app, selected);
   kandil::app::register_perplexity(app, selected);
+  kandil::app::register_quantize(app, selected);
+  kandil::app::register_synth(app, selected);
+  kandil::app::register_bench(app, selected);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
