@@ -11,25 +11,7 @@
 
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-CommandResult run_kandil(const std::string& args) {
-  const std::string err_file = kandil::testing::temp_dir() + "/stderr.txt";
-  const std::string cmd = std::string(KANDIL_BINARY) + " " + args + " 2>" + err_file;
-  CommandResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = kandil::testing::read_file(err_file);
-  return r;
-}
+using kandil::testing::run_kandil;
 
 std::string synth_model(const std::string& dir) {
   const std::string path = dir + "/synth.gguf";
@@ -158,7 +140,9 @@ namespace {
 
 TEST(Cli, SynthThenBenchJson) {
   const std::string dir = kandil::testing::temp_dir();
-  auto s = run_kandil("synth -o " + dir + "/m.gguf --layers 2 --dim 64 --ffn 96 --heads 4 --kv-heads 2 --type q8_0 --json");
+  auto s =
+      run_kandil("synth -o " + dir +
+                 "/m.gguf --layers 2 --dim 64 --ffn 96 --heads 4 --kv-heads 2 --type q8_0 --json");
   ASSERT_EQ(s.exit_code, 0) << s.err;
   auto sj = nlohmann::json::parse(s.out);
   EXPECT_EQ(sj["type"], "Q8_0");

@@ -375,25 +375,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, QuantizeFixture,
 
 // ---- CLI ----------------------------------------------------------------------------------------
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-CommandResult run_kandil(const std::string& args) {
-  const std::string err_file = kandil::testing::temp_dir() + "/stderr.txt";
-  const std::string cmd = std::string(KANDIL_BINARY) + " " + args + " 2>" + err_file;
-  CommandResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = kandil::testing::read_file(err_file);
-  return r;
-}
+using kandil::testing::run_kandil;
 
 TEST(QuantizeCli, JsonReportAndBadType) {
   const std::string dir = kandil::testing::temp_dir();

@@ -2,14 +2,16 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <vector>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -55,6 +57,27 @@ inline std::vector<float> random_row(int64_t n, uint32_t seed, float sigma = 1.0
     } while (x == 0.0f);
   }
   return v;
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs the `kandil` binary with `args` (shell syntax), capturing stdout, stderr and the exit code.
+inline CommandResult run_kandil(const std::string& args) {
+  const std::string err_file = temp_dir() + "/stderr.txt";
+  const std::string cmd = std::string(KANDIL_BINARY) + " " + args + " 2>" + err_file;
+  CommandResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = read_file(err_file);
+  return r;
 }
 
 }  // namespace kandil::testing
