@@ -23,6 +23,18 @@ bool has_avx512(const CpuFeatures& f) {
   return has_avx2(f) && f.avx512f && f.avx512bw && f.avx512vl;
 }
 
+// The GEMM tile of one type and ISA, from whichever family handles the type.
+GemmFn avx512_gemm(TensorType type) {
+  if (GemmFn g = detail::gemm_q_avx512(type)) return g;
+  if (GemmFn g = detail::gemm_k_avx512(type)) return g;
+  return detail::gemm_f_avx512(type);
+}
+GemmFn avx2_gemm(TensorType type) {
+  if (GemmFn g = detail::gemm_q_avx2(type)) return g;
+  if (GemmFn g = detail::gemm_k_avx2(type)) return g;
+  return detail::gemm_f_avx2(type);
+}
+
 // The kernels of one type, picking per function the best implementation allowed by `choice` and
 // supported by the CPU.
 DotKernels resolve(TensorType type, KernelChoice choice, const CpuFeatures& f) {
@@ -48,6 +60,10 @@ DotKernels resolve(TensorType type, KernelChoice choice, const CpuFeatures& f) {
       k.vec_dot_rows = d.vec_dot_rows;
       k.isa = "avx512";
       vec_done = true;
+      if (GemmFn g = avx512_gemm(type); g != nullptr) {
+        k.gemm = g;
+        k.gemm_isa = "avx512";
+      }
     }
     if (ops::FromFloatFn fn = detail::avx512_from_float(t->vec_dot_type); fn != nullptr) {
       k.quantize_activation = fn;
@@ -60,6 +76,10 @@ DotKernels resolve(TensorType type, KernelChoice choice, const CpuFeatures& f) {
       k.vec_dot = d.vec_dot;
       k.vec_dot_rows = d.vec_dot_rows;
       k.isa = "avx2";
+    }
+    if (GemmFn g = avx2_gemm(type); k.gemm == nullptr && g != nullptr) {
+      k.gemm = g;
+      k.gemm_isa = "avx2";
     }
     if (ops::FromFloatFn fn = detail::avx2_from_float(t->vec_dot_type); !quant_done && fn) {
       k.quantize_activation = fn;
@@ -139,7 +159,7 @@ std::vector<KernelInfo> kernel_summary() {
   for (size_t id = 0; id < kMaxTypeId; ++id) {
     const DotKernels& k = t[id];
     if (k.vec_dot == nullptr) continue;
-    out.push_back({static_cast<TensorType>(id), k.vec_dot_type, k.isa, k.quantize_isa});
+    out.push_back({static_cast<TensorType>(id), k.vec_dot_type, k.isa, k.quantize_isa, k.gemm_isa});
   }
   return out;
 }
@@ -154,6 +174,8 @@ std::string kernel_summary_string() {
     s += tensor_type_name(k.vec_dot_type);
     s += ' ';
     s += k.quantize_isa;
+    s += ", gemm ";
+    s += k.gemm_isa;
     s += '\n';
   }
   return s;

@@ -33,13 +33,25 @@ namespace kandil::cpu {
 using VecDotRowsFn = void (*)(int64_t n, const void* x, const void* y, size_t y_stride,
                               int64_t count, float* out);
 
+// A tile of a matrix product, for prompt processing: `rows` weight rows w, w + w_stride, ...
+// (bytes, weight type) times `cols` activation rows a, a + a_stride, ... (bytes, the vec_dot_type):
+//   out[j * out_stride + i] = vec_dot(n, w + i * w_stride, a + j * a_stride)
+// for i < rows, j < cols, equal to vec_dot up to the order of the float accumulation (integer
+// block sums are the same). Kernels register-tile internally (several weight rows x several
+// activation rows per pass over n), so each loaded / unpacked weight block serves several tokens
+// and each activation block several rows; any rows >= 1 and cols >= 1 must work.
+using GemmFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t rows, const void* a,
+                        size_t a_stride, int64_t cols, float* out, int64_t out_stride);
+
 struct DotKernels {
   ops::VecDotFn vec_dot = nullptr;                 // null: the type cannot be multiplied
   VecDotRowsFn vec_dot_rows = nullptr;             // optional (null: call vec_dot per row)
+  GemmFn gemm = nullptr;                           // optional (null: matmul uses the dots)
   ops::FromFloatFn quantize_activation = nullptr;  // float row -> vec_dot_type row
   TensorType vec_dot_type = TensorType::F32;
   const char* isa = "none";           // of vec_dot: "avx512", "avx2", "reference", or "none"
   const char* quantize_isa = "none";  // of quantize_activation
+  const char* gemm_isa = "none";      // of gemm
 };
 
 // Which implementations dispatch may pick from: the best the CPU supports, or at most the given
@@ -67,6 +79,7 @@ struct KernelInfo {
   TensorType vec_dot_type;
   const char* vec_dot_isa;
   const char* quantize_isa;
+  const char* gemm_isa;
 };
 std::vector<KernelInfo> kernel_summary();
 // The summary as text, one line per type, e.g. "F16: vec_dot avx512, quantize F16 avx512".
@@ -85,6 +98,15 @@ IsaDot avx2_dot(TensorType weight_type);
 ops::FromFloatFn avx2_from_float(TensorType dot_type);
 IsaDot avx512_dot(TensorType weight_type);
 ops::FromFloatFn avx512_from_float(TensorType dot_type);
+
+// GEMM tiles per ISA and type family (gemm_*.cpp; null where a family has no kernel for the type
+// or on non-x86 builds). The AVX-512 integer ones need avx512vnni like the integer dots.
+GemmFn gemm_q_avx512(TensorType weight_type);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+GemmFn gemm_q_avx2(TensorType weight_type);
+GemmFn gemm_k_avx512(TensorType weight_type);  // K-quants x Q8_K
+GemmFn gemm_k_avx2(TensorType weight_type);
+GemmFn gemm_f_avx512(TensorType weight_type);  // F32, F16, BF16
+GemmFn gemm_f_avx2(TensorType weight_type);
 }  // namespace detail
 
 }  // namespace kandil::cpu

@@ -18,6 +18,10 @@ constexpr size_t kWeightChunkBytes = 128 * 1024;
 // Below this many multiply-adds a matmul runs on the calling thread: waking the pool costs more
 // than the work (tiny models, decode steps of small layers).
 constexpr int64_t kMinParallelWork = 128 * 1024;
+// GEMM path (prompt processing): a chunk of weight rows (reused from L2 for every token tile) times
+// a tile of activation rows per call; the kernel register-tiles inside.
+constexpr size_t kGemmWeightChunkBytes = 256 * 1024;
+constexpr size_t kGemmActivationTileBytes = 256 * 1024;
 // Activation rows per vec_dot_rows call (its results equal vec_dot's bit for bit, so this only
 // affects speed).
 constexpr int64_t kRowsPerCall = 64;
@@ -65,9 +69,28 @@ void matmul(ThreadPool& pool, const Weight& w, const float* x, int64_t n_tokens,
     xq = scratch.data();
   }
 
+  const size_t w_row = std::max<size_t>(w.row_bytes, 1);
+  if (k.gemm != nullptr && n_tokens > 1) {
+    const int64_t rows_per_chunk =
+        std::max<int64_t>(static_cast<int64_t>(kGemmWeightChunkBytes / w_row), 1);
+    const int64_t token_tile = std::clamp<int64_t>(
+        static_cast<int64_t>(kGemmActivationTileBytes / std::max<size_t>(xq_row, 1)), 1, n_tokens);
+    // Threads take contiguous ranges of output rows (each weight row is read by one thread).
+    maybe_parallel(pool, parallel, n_out, [&](int64_t r_begin, int64_t r_end) {
+      for (int64_t r0 = r_begin; r0 < r_end; r0 += rows_per_chunk) {
+        const int64_t rows = std::min(rows_per_chunk, r_end - r0);
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += token_tile) {
+          const int64_t cols = std::min(token_tile, n_tokens - t0);
+          k.gemm(n_in, w.row(r0), w_row, rows, xq + static_cast<size_t>(t0) * xq_row, xq_row, cols,
+                 y + t0 * n_out + r0, n_out);
+        }
+      }
+    });
+    return;
+  }
+
   const ops::VecDotFn dot = k.vec_dot;
   const VecDotRowsFn dot_rows = k.vec_dot_rows;
-  const size_t w_row = std::max<size_t>(w.row_bytes, 1);
   const int64_t token_tile = std::clamp<int64_t>(
       static_cast<int64_t>(kActivationTileBytes / std::max<size_t>(xq_row, 1)), 1, n_tokens);
   const int64_t row_chunk = std::max<int64_t>(static_cast<int64_t>(kWeightChunkBytes / w_row), 1);
