@@ -4,7 +4,8 @@ set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config git
   libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev gcovr)
+  packages+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev gcovr
+    g++-aarch64-linux-gnu qemu-user-static)
 fi
 missing=()
 for p in "${packages[@]}"; do

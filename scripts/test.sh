@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fresh Debian 12 -> every test suite: release build + tests, ASan/UBSan build + tests,
+# Fresh Debian 12 -> every test suite: release build + tests, the AArch64 NEON kernels
+# (cross-compiled, run under qemu-user), ASan/UBSan build + tests,
 # a short libFuzzer run of each fuzz target, and line coverage of src/ (gcovr).
 # Tests that need ../shared/fixtures (or $KANDIL_FIXTURES) skip with a message when it is absent.
 set -euo pipefail
@@ -14,6 +15,9 @@ step "release build + tests"
 cmake --preset release -DKANDIL_WERROR=ON >/dev/null
 cmake --build --preset release -j "$jobs"
 ctest --preset release -j "$jobs"
+
+step "NEON kernels (AArch64 cross-compile, checked under qemu-user)"
+scripts/check_neon.sh
 
 step "asan + ubsan build + tests"
 cmake --preset asan >/dev/null

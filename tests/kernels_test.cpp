@@ -74,6 +74,9 @@ std::vector<KernelChoice> fast_choices() {
   std::vector<KernelChoice> c;
   if (has_avx2()) c.push_back(KernelChoice::Avx2);
   if (has_avx512()) c.push_back(KernelChoice::Avx512);
+#if defined(__aarch64__)
+  c.push_back(KernelChoice::Neon);
+#endif
   return c;
 }
 
@@ -87,6 +90,8 @@ const char* choice_name(KernelChoice c) {
       return "avx2";
     case KernelChoice::Reference:
       return "reference";
+    case KernelChoice::Neon:
+      return "neon";
   }
   return "?";
 }
@@ -334,6 +339,7 @@ TEST(KernelDispatch, ParseChoice) {
   EXPECT_EQ(parse_kernel_choice("scalar"), KernelChoice::Reference);
   EXPECT_EQ(parse_kernel_choice("AVX2"), KernelChoice::Avx2);
   EXPECT_EQ(parse_kernel_choice("avx512"), KernelChoice::Avx512);
+  EXPECT_EQ(parse_kernel_choice("Neon"), KernelChoice::Neon);
   EXPECT_FALSE(parse_kernel_choice("sse9").has_value());
 }
 

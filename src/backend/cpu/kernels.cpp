@@ -14,7 +14,7 @@ namespace {
 
 // Every TensorType id is below this (enum values are GGUF type ids).
 constexpr size_t kMaxTypeId = 40;
-constexpr int kNumChoices = 4;
+constexpr int kNumChoices = 5;
 
 using Table = std::array<DotKernels, kMaxTypeId>;
 
@@ -86,6 +86,14 @@ DotKernels resolve(TensorType type, KernelChoice choice, const CpuFeatures& f) {
       k.quantize_isa = "avx2";
     }
   }
+  if (choice == KernelChoice::Auto || choice == KernelChoice::Neon) {
+    // Empty on non-AArch64 builds, so this only ever picks NEON where it is baseline.
+    if (const detail::IsaDot d = detail::neon_dot(type); d.vec_dot != nullptr) {
+      k.vec_dot = d.vec_dot;
+      k.vec_dot_rows = d.vec_dot_rows;
+      k.isa = "neon";
+    }
+  }
   return k;
 }
 
@@ -126,6 +134,7 @@ std::optional<KernelChoice> parse_kernel_choice(const char* value) {
   }
   if (iequals(v, "avx2")) return KernelChoice::Avx2;
   if (iequals(v, "avx512")) return KernelChoice::Avx512;
+  if (iequals(v, "neon")) return KernelChoice::Neon;
   return std::nullopt;
 }
 
@@ -134,7 +143,8 @@ KernelChoice active_kernel_choice() {
     const char* env = std::getenv("KANDIL_KERNELS");
     const std::optional<KernelChoice> c = parse_kernel_choice(env);
     if (!c) {
-      log::warn("KANDIL_KERNELS={} not understood (auto|reference|avx2|avx512); using auto", env);
+      log::warn("KANDIL_KERNELS={} not understood (auto|reference|avx2|avx512|neon); using auto",
+                env);
       return KernelChoice::Auto;
     }
     return *c;

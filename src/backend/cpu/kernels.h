@@ -56,9 +56,9 @@ struct DotKernels {
 
 // Which implementations dispatch may pick from: the best the CPU supports, or at most the given
 // level. A level the CPU lacks falls back to the next lower one it has.
-enum class KernelChoice { Auto, Avx512, Avx2, Reference };
+enum class KernelChoice { Auto, Avx512, Avx2, Reference, Neon };
 
-// Parses a KANDIL_KERNELS value ("auto", "reference"/"ref"/"scalar", "avx2", "avx512";
+// Parses a KANDIL_KERNELS value ("auto", "reference"/"ref"/"scalar", "avx2", "avx512", "neon";
 // case-insensitive). Null or empty means Auto; an unknown value yields nullopt.
 std::optional<KernelChoice> parse_kernel_choice(const char* value);
 
@@ -98,6 +98,8 @@ IsaDot avx2_dot(TensorType weight_type);
 ops::FromFloatFn avx2_from_float(TensorType dot_type);
 IsaDot avx512_dot(TensorType weight_type);
 ops::FromFloatFn avx512_from_float(TensorType dot_type);
+// AArch64 NEON dots (kernels_neon.cpp; empty elsewhere). NEON is baseline on AArch64.
+IsaDot neon_dot(TensorType weight_type);
 
 // GEMM tiles per ISA and type family (gemm_*.cpp; null where a family has no kernel for the type
 // or on non-x86 builds). The AVX-512 integer ones need avx512vnni like the integer dots.
