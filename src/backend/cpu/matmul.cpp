@@ -22,6 +22,9 @@ constexpr int64_t kMinParallelWork = 128 * 1024;
 // a tile of activation rows per call; the kernel register-tiles inside.
 constexpr size_t kGemmWeightChunkBytes = 256 * 1024;
 constexpr size_t kGemmActivationTileBytes = 256 * 1024;
+constexpr int64_t kGemmRowQuantum = 32;
+constexpr int64_t kGemmMinRows = 64;
+constexpr int64_t kGemmMinTokens = 64;
 // Activation rows per vec_dot_rows call (its results equal vec_dot's bit for bit, so this only
 // affects speed).
 constexpr int64_t kRowsPerCall = 64;
@@ -71,10 +74,14 @@ void matmul(ThreadPool& pool, const Weight& w, const float* x, int64_t n_tokens,
 
   const size_t w_row = std::max<size_t>(w.row_bytes, 1);
   if (k.gemm != nullptr && n_tokens > 1) {
-    const int64_t rows_per_chunk =
-        std::max<int64_t>(static_cast<int64_t>(kGemmWeightChunkBytes / w_row), 1);
+    // Tiles repack their operands once per call, so calls must stay large even for wide rows:
+    // whole register panels (multiples of 32 rows), at least 64 rows x 64 tokens.
+    const int64_t rows_per_chunk = std::max<int64_t>(
+        static_cast<int64_t>(kGemmWeightChunkBytes / w_row) / kGemmRowQuantum * kGemmRowQuantum,
+        kGemmMinRows);
     const int64_t token_tile = std::clamp<int64_t>(
-        static_cast<int64_t>(kGemmActivationTileBytes / std::max<size_t>(xq_row, 1)), 1, n_tokens);
+        static_cast<int64_t>(kGemmActivationTileBytes / std::max<size_t>(xq_row, 1)),
+        std::min<int64_t>(kGemmMinTokens, n_tokens), n_tokens);
     // Threads take contiguous ranges of output rows (each weight row is read by one thread).
     maybe_parallel(pool, parallel, n_out, [&](int64_t r_begin, int64_t r_end) {
       for (int64_t r0 = r_begin; r0 < r_end; r0 += rows_per_chunk) {
