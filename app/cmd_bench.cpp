@@ -10,10 +10,13 @@
 #include <random>
 #include <sstream>
 
+#include <sys/resource.h>
+
 #include "app/commands.h"
 #include "app/common.h"
 #include "app/util.h"
 #include "kandil/model.h"
+#include "kandil/system.h"
 
 namespace kandil::app {
 namespace {
@@ -26,6 +29,7 @@ struct BenchOptions {
   int32_t reps = 5;
   std::string cache_type = "f16";
   bool json = false;
+  bool bandwidth = false;
 };
 
 Result<std::vector<int32_t>> parse_list(const std::string& s, const char* flag) {
@@ -54,6 +58,29 @@ std::vector<std::string> split_models(const std::string& s) {
     if (!item.empty()) out.push_back(item);
   }
   return out;
+}
+
+// Peak resident set size of this process so far (bytes): the mapped model pages it touched, the
+// KV cache and the buffers.
+uint64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<uint64_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+// Bytes of the KV cache a context of n_ctx positions allocates.
+uint64_t kv_cache_bytes(const ModelConfig& c, int32_t n_ctx, KvCacheType type) {
+  const uint64_t elems = 2ull * static_cast<uint64_t>(c.n_layer) * static_cast<uint64_t>(n_ctx) *
+                         static_cast<uint64_t>(c.n_head_kv) * static_cast<uint64_t>(c.head_dim);
+  switch (type) {
+    case KvCacheType::f32:
+      return elems * 4;
+    case KvCacheType::f16:
+      return elems * 2;
+    case KvCacheType::q8_0:
+      return elems / 32 * 34;
+  }
+  return 0;
 }
 
 struct Stats {
@@ -98,8 +125,8 @@ int run_bench(const BenchOptions& opt) {
 
   nlohmann::json results = nlohmann::json::array();
   if (!opt.json) {
-    fmt::print("| model | size | params | threads | test | t/s | GB/s |\n");
-    fmt::print("| --- | ---: | ---: | ---: | --- | ---: | ---: |\n");
+    fmt::print("| model | size | params | threads | test | t/s | GB/s | peak RSS |\n");
+    fmt::print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n");
   }
   for (const std::string& path : models) {
     auto model = Model::load(path);
@@ -121,9 +148,13 @@ int run_bench(const BenchOptions& opt) {
     p.n_ctx = max_tokens;
     p.n_batch = max_tokens;
     p.n_threads = opt.threads;
-    p.cache_type = opt.cache_type == "f32" ? KvCacheType::f32 : KvCacheType::f16;
+    auto cache_type = parse_cache_type(opt.cache_type);
+    if (!cache_type.ok()) return fail(cache_type.error());
+    p.cache_type = *cache_type;
     auto ctx = Context::create(*model, p);
     if (!ctx.ok()) return fail(ctx.error());
+
+    const uint64_t kv_bytes = kv_cache_bytes(m.config(), p.n_ctx, p.cache_type);
 
     std::mt19937 rng(42);
     std::uniform_int_distribution<TokenId> any(0, m.config().n_vocab - 1);
@@ -148,7 +179,9 @@ int run_bench(const BenchOptions& opt) {
                        {"reps", opt.reps},
                        {"tokens_per_second", st.mean},
                        {"stdev", st.stdev},
-                       {"samples", tps}};
+                       {"samples", tps},
+                       {"kv_cache_bytes", kv_bytes},
+                       {"peak_rss_bytes", peak_rss_bytes()}};
       std::string gbps = "";
       if (!prompt) {
         const double g = static_cast<double>(step_bytes) * st.mean / 1e9;
@@ -158,10 +191,10 @@ int run_bench(const BenchOptions& opt) {
       }
       results.push_back(j);
       if (!opt.json) {
-        fmt::print("| {} | {:.1f} MiB | {:.1f} M | {} | {} | {:.2f} ± {:.2f} | {} |\n", path,
-                   static_cast<double>(m.gguf().file_size()) / (1024.0 * 1024.0),
+        fmt::print("| {} | {:.1f} MiB | {:.1f} M | {} | {} | {:.2f} ± {:.2f} | {} | {:.1f} MiB |\n",
+                   path, static_cast<double>(m.gguf().file_size()) / (1024.0 * 1024.0),
                    static_cast<double>(params) / 1e6, (*ctx)->n_threads(), test, st.mean, st.stdev,
-                   gbps);
+                   gbps, static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0));
         std::fflush(stdout);
       }
       return 0;
@@ -171,6 +204,20 @@ int run_bench(const BenchOptions& opt) {
     }
     for (int32_t n : *tg) {
       if (int rc = run_test(n, false); rc != 0) return rc;
+    }
+  }
+  // Last, so its buffer does not count in the tests' peak RSS.
+  if (opt.bandwidth) {
+    const int threads = opt.threads > 0 ? opt.threads : 0;
+    const double gbps = measure_read_bandwidth(threads);
+    results.push_back({{"test", "read_bandwidth"}, {"threads", threads}, {"gb_per_second", gbps}});
+    if (!opt.json) {
+      fmt::print("\nmemory read bandwidth: {:.1f} GB/s (best of 5 passes over 1 GiB)\n", gbps);
+      for (const nlohmann::json& r : results) {
+        if (!r.contains("bytes_per_token")) continue;
+        fmt::print("  {} {}: {:.0f} % of it\n", r["model"].get<std::string>(),
+                   r["test"].get<std::string>(), 100.0 * r["gb_per_second"].get<double>() / gbps);
+      }
     }
   }
   if (opt.json) fmt::print("{}\n", results.dump(2));
@@ -192,9 +239,11 @@ void register_bench(CLI::App& app, CommandFn& selected) {
   cmd->add_option("-t,--threads", opt->threads, "Threads (default: all cores)");
   cmd->add_option("-r,--repetitions", opt->reps, "Timed repetitions per test")
       ->capture_default_str();
-  cmd->add_option("--cache-type", opt->cache_type, "KV cache type: f16 or f32")
-      ->check(CLI::IsMember({"f16", "f32"}))
+  cmd->add_option("--cache-type", opt->cache_type, kCacheTypeHelp)
+      ->check(CLI::IsMember(cache_type_names()))
       ->capture_default_str();
+  cmd->add_flag("--bandwidth", opt->bandwidth,
+                "Also measure the memory read bandwidth (the decode roofline) at the end");
   cmd->add_flag("--json", opt->json, "Print a JSON array of results");
   cmd->callback([opt, &selected] { selected = [opt] { return run_bench(*opt); }; });
 }

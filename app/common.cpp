@@ -15,9 +15,25 @@ void add_model_options(CLI::App* cmd, ModelOptions& opt) {
   cmd->add_option("-t,--threads", opt.threads, "Threads (default: all cores)");
   cmd->add_option("-c,--ctx-size", opt.ctx, "Context size in tokens (default: model's, max 4096)");
   cmd->add_option("-b,--batch-size", opt.batch, "Tokens per forward pass")->capture_default_str();
-  cmd->add_option("--cache-type", opt.cache_type, "KV cache type: f16 or f32")
-      ->check(CLI::IsMember({"f16", "f32"}))
+  cmd->add_option("--cache-type", opt.cache_type, kCacheTypeHelp)
+      ->check(CLI::IsMember(cache_type_names()))
       ->capture_default_str();
+}
+
+const std::vector<std::string>& cache_type_names() {
+  static const std::vector<std::string> names = {"f16", "f32", "q8_0"};
+  return names;
+}
+
+const char* const kCacheTypeHelp =
+    "KV cache type: f16 (llama.cpp's default numerics), f32, or q8_0 (about half of f16's "
+    "memory; needs a head dimension that is a multiple of 32)";
+
+Result<KvCacheType> parse_cache_type(const std::string& name) {
+  if (name == "f16") return KvCacheType::f16;
+  if (name == "f32") return KvCacheType::f32;
+  if (name == "q8_0") return KvCacheType::q8_0;
+  return Error{fmt::format("unknown KV cache type '{}' (expected f16, f32 or q8_0)", name)};
 }
 
 Result<std::string> resolve_model_path(const std::string& flag) {
@@ -37,7 +53,9 @@ Result<Loaded> load_model(const ModelOptions& opt) {
   p.n_ctx = opt.ctx;
   p.n_batch = opt.batch;
   p.n_threads = opt.threads;
-  p.cache_type = opt.cache_type == "f32" ? KvCacheType::f32 : KvCacheType::f16;
+  auto cache_type = parse_cache_type(opt.cache_type);
+  if (!cache_type.ok()) return cache_type.error();
+  p.cache_type = *cache_type;
   auto ctx = Context::create(*model, p);
   if (!ctx.ok()) return ctx.error();
   return Loaded{std::move(*model), std::move(*ctx)};

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kandil/model.h"
 
@@ -19,6 +20,12 @@ struct ModelOptions {
 
 // -m/--model, -t/--threads, -c/--ctx-size, -b/--batch-size, --cache-type.
 void add_model_options(CLI::App* cmd, ModelOptions& opt);
+
+// --cache-type: the accepted names (checked by CLI11 at parse time), the help text, and the
+// mapping to the engine's type (an error naming the accepted values for anything else).
+const std::vector<std::string>& cache_type_names();
+extern const char* const kCacheTypeHelp;
+Result<KvCacheType> parse_cache_type(const std::string& name);
 
 // The model named by -m, else $KANDIL_MODEL.
 Result<std::string> resolve_model_path(const std::string& flag);

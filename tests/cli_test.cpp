@@ -161,6 +161,9 @@ TEST(Cli, SynthThenBenchJson) {
   EXPECT_EQ(bj[2]["samples"].size(), 2u);
   EXPECT_GT(bj[2]["tokens_per_second"].get<double>(), 0.0);
   EXPECT_GT(bj[2]["bytes_per_token"].get<double>(), 0.0);
+  // Peak RSS covers at least the model file's mapped weights that were read.
+  EXPECT_GT(bj[2]["peak_rss_bytes"].get<double>(), 0.0);
+  EXPECT_GT(bj[2]["kv_cache_bytes"].get<double>(), 0.0);
 
   auto bad = run_kandil("bench -m " + dir + "/m.gguf -p 8,x");
   EXPECT_NE(bad.exit_code, 0);

@@ -61,7 +61,10 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
-enum class KvCacheType { f32, f16 };
+// KV cache element type. f16 (default) matches llama.cpp's default numerics; q8_0 stores each
+// head's keys and values as 32-element Q8_0 blocks (about half of f16's memory; needs
+// head_dim % 32 == 0).
+enum class KvCacheType { f32, f16, q8_0 };
 
 struct ContextParams {
   int32_t n_ctx = 0;      // 0: the model's training context, capped at 4096

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/cpu/attention.h"
 #include "backend/cpu/matmul.h"
-#include "base/fp16.h"
 #include "base/thread_pool.h"
 #include "kandil/model.h"
 #include "model/model_impl.h"
@@ -21,14 +21,15 @@ struct Context::Impl {
   ThreadPool pool;
   int32_t n_past = 0;
 
-  // KV cache: per layer, [n_ctx][kv_dim] keys and values, F32 or F16 (raw uint16 bits).
-  std::vector<float> k_f32, v_f32;
-  std::vector<uint16_t> k_f16, v_f16;
+  // KV cache: per layer, [n_ctx][kv_dim] keys and values as rows of the cache type (F32, F16 bits
+  // or Q8_0 blocks; backend/cpu/attention.h).
+  TensorType kv_type = TensorType::F16;
+  size_t kv_row = 0;  // bytes per position
+  std::vector<uint8_t> k_cache, v_cache;
 
   // Activations for up to n_batch tokens; allocated once.
   std::vector<float> x, xb, q, k, v, attn, tmp, gate, up;
-  std::vector<float> scores;  // [n_threads][n_ctx]
-  std::vector<float> qh;      // [n_threads][head_dim]: query head rounded for an F16 cache
+  std::unique_ptr<cpu::AttentionScratch> attn_scratch;  // per-thread tiles, split partials
   std::vector<uint8_t> scratch;
   std::vector<float> logits;  // [n_logits][n_vocab]
   int32_t n_logits = 0;
@@ -37,72 +38,34 @@ struct Context::Impl {
       : model(std::move(mdl)), m(&model->impl()), params(p), pool(p.n_threads) {}
 
   int64_t kv_dim() const { return int64_t{m->config.n_head_kv} * m->config.head_dim; }
-  size_t kv_index(int32_t layer, int32_t pos) const {
+  size_t kv_offset(int32_t layer, int32_t pos) const {
     return (static_cast<size_t>(layer) * static_cast<size_t>(params.n_ctx) +
             static_cast<size_t>(pos)) *
-           static_cast<size_t>(kv_dim());
+           kv_row;
   }
 
   void store_kv(int32_t layer, int32_t pos, const float* kr, const float* vr) {
-    const size_t at = kv_index(layer, pos);
-    const int64_t n = kv_dim();
-    if (params.cache_type == KvCacheType::f16) {
-      for (int64_t i = 0; i < n; ++i) {
-        k_f16[at + static_cast<size_t>(i)] = f32_to_fp16(kr[i]);
-        v_f16[at + static_cast<size_t>(i)] = f32_to_fp16(vr[i]);
-      }
-    } else {
-      std::memcpy(&k_f32[at], kr, static_cast<size_t>(n) * sizeof(float));
-      std::memcpy(&v_f32[at], vr, static_cast<size_t>(n) * sizeof(float));
-    }
+    const size_t at = kv_offset(layer, pos);
+    cpu::kv_store_row(kv_type, kr, &k_cache[at], kv_dim());
+    cpu::kv_store_row(kv_type, vr, &v_cache[at], kv_dim());
   }
 
   // Causal grouped-query attention for n tokens at positions n_past..n_past+n-1 of `layer`.
-  // With an F16 cache the query and the attention weights are rounded to F16 before their
-  // products, as llama.cpp's CPU backend does.
   void attention(int32_t layer, int32_t n) {
     const ModelConfig& c = m->config;
-    const int32_t hd = c.head_dim, group = c.n_head / c.n_head_kv;
-    const int64_t q_dim = int64_t{c.n_head} * hd;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    const bool f16 = params.cache_type == KvCacheType::f16;
-    const int64_t n_items = int64_t{n} * c.n_head;
-    pool.run([&](int ith, int nth) {
-      float* s = scores.data() + static_cast<size_t>(ith) * static_cast<size_t>(params.n_ctx);
-      float* qr = qh.data() + static_cast<size_t>(ith) * static_cast<size_t>(hd);
-      for (int64_t item = ith; item < n_items; item += nth) {
-        const int32_t t = static_cast<int32_t>(item / c.n_head),
-                      h = static_cast<int32_t>(item % c.n_head);
-        const int32_t g = h / group, n_kv = n_past + t + 1;
-        const float* qv = q.data() + t * q_dim + int64_t{h} * hd;
-        for (int32_t d = 0; d < hd; ++d) qr[d] = f16 ? fp16_to_f32(f32_to_fp16(qv[d])) : qv[d];
-        for (int32_t j = 0; j < n_kv; ++j) {
-          const size_t at = kv_index(layer, j) + static_cast<size_t>(g) * static_cast<size_t>(hd);
-          float dot = 0.0f;
-          if (f16) {
-            for (int32_t d = 0; d < hd; ++d)
-              dot += qr[d] * fp16_to_f32(k_f16[at + static_cast<size_t>(d)]);
-          } else {
-            for (int32_t d = 0; d < hd; ++d) dot += qr[d] * k_f32[at + static_cast<size_t>(d)];
-          }
-          s[j] = dot * scale;
-        }
-        ops::softmax(s, n_kv);
-        float* out = attn.data() + t * q_dim + int64_t{h} * hd;
-        std::fill(out, out + hd, 0.0f);
-        for (int32_t j = 0; j < n_kv; ++j) {
-          const size_t at = kv_index(layer, j) + static_cast<size_t>(g) * static_cast<size_t>(hd);
-          if (f16) {
-            const float w = fp16_to_f32(f32_to_fp16(s[j]));
-            for (int32_t d = 0; d < hd; ++d)
-              out[d] += w * fp16_to_f32(v_f16[at + static_cast<size_t>(d)]);
-          } else {
-            const float w = s[j];
-            for (int32_t d = 0; d < hd; ++d) out[d] += w * v_f32[at + static_cast<size_t>(d)];
-          }
-        }
-      }
-    });
+    const int64_t q_dim = int64_t{c.n_head} * c.head_dim;
+    cpu::AttentionArgs a;
+    a.q = q.data();
+    a.q_stride = q_dim;
+    a.n_tokens = n;
+    a.pos0 = n_past;
+    a.k = &k_cache[kv_offset(layer, 0)];
+    a.v = &v_cache[kv_offset(layer, 0)];
+    a.row_bytes = kv_row;
+    a.out = attn.data();
+    a.out_stride = q_dim;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    cpu::attention(pool, a, *attn_scratch);
   }
 
   // One forward pass over n <= n_batch tokens.
@@ -170,6 +133,31 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
   p.n_batch = std::min(p.n_batch, p.n_ctx);
   if (p.n_threads <= 0) p.n_threads = ThreadPool::hardware_threads();
   if (p.n_threads > 512) return Error{fmt::format("thread count {} is too large", p.n_threads)};
+  TensorType kv_type = TensorType::F16;
+  switch (p.cache_type) {
+    case KvCacheType::f32:
+      kv_type = TensorType::F32;
+      break;
+    case KvCacheType::f16:
+      kv_type = TensorType::F16;
+      break;
+    case KvCacheType::q8_0:
+      kv_type = TensorType::Q8_0;
+      break;
+    default:
+      return Error{fmt::format("unknown KV cache type {}", static_cast<int>(p.cache_type))};
+  }
+  const cpu::AttentionShape shape{c.n_head, c.n_head_kv, c.head_dim, kv_type};
+  if (kv_type == TensorType::Q8_0 && c.head_dim % 32 != 0) {
+    return Error{fmt::format(
+        "KV cache type q8_0 needs a head dimension that is a multiple of 32 (Q8_0 blocks must not "
+        "straddle heads); this model's is {}: use an f16 or f32 cache",
+        c.head_dim)};
+  }
+  if (!cpu::attention_supported(shape)) {
+    return Error{fmt::format("unsupported attention shape: {} heads, {} KV heads, head dim {}",
+                             c.n_head, c.n_head_kv, c.head_dim)};
+  }
 
   std::unique_ptr<Context> ctx(new Context());
   ctx->impl_ = std::make_unique<Impl>(std::move(model), p);
@@ -178,14 +166,11 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
   const size_t E = static_cast<size_t>(c.n_embd);
   const size_t q_dim = static_cast<size_t>(c.n_head) * static_cast<size_t>(c.head_dim);
   const size_t kvd = static_cast<size_t>(s.kv_dim());
-  const size_t cache = static_cast<size_t>(c.n_layer) * static_cast<size_t>(p.n_ctx) * kvd;
-  if (p.cache_type == KvCacheType::f16) {
-    s.k_f16.resize(cache);
-    s.v_f16.resize(cache);
-  } else {
-    s.k_f32.resize(cache);
-    s.v_f32.resize(cache);
-  }
+  s.kv_type = kv_type;
+  s.kv_row = cpu::kv_row_bytes(kv_type, static_cast<int64_t>(kvd));
+  const size_t cache = static_cast<size_t>(c.n_layer) * static_cast<size_t>(p.n_ctx) * s.kv_row;
+  s.k_cache.resize(cache);
+  s.v_cache.resize(cache);
   s.x.resize(B * E);
   s.xb.resize(B * E);
   s.tmp.resize(B * E);
@@ -195,8 +180,7 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
   s.v.resize(B * kvd);
   s.gate.resize(B * static_cast<size_t>(c.n_ff));
   s.up.resize(B * static_cast<size_t>(c.n_ff));
-  s.scores.resize(static_cast<size_t>(p.n_threads) * static_cast<size_t>(p.n_ctx));
-  s.qh.resize(static_cast<size_t>(p.n_threads) * static_cast<size_t>(c.head_dim));
+  s.attn_scratch = std::make_unique<cpu::AttentionScratch>(shape, p.n_threads);
   s.logits.resize(static_cast<size_t>(c.n_vocab));
   // Matmul scratch for the widest activation conversion, so decoding never allocates.
   const Model::Impl& m = *s.m;
