@@ -60,10 +60,14 @@ DotKernels resolve(TensorType type, KernelChoice choice, const CpuFeatures& f) {
       k.vec_dot_rows = d.vec_dot_rows;
       k.isa = "avx512";
       vec_done = true;
-      if (GemmFn g = avx512_gemm(type); g != nullptr) {
-        k.gemm = g;
-        k.gemm_isa = "avx512";
-      }
+    }
+    // The integer tiles need VNNI like the integer dots; some types (Q2_K, Q3_K) have an AVX-512
+    // tile but no AVX-512 dot.
+    const bool float_type =
+        type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
+    if (GemmFn g = avx512_gemm(type); g != nullptr && (float_type || f.avx512vnni)) {
+      k.gemm = g;
+      k.gemm_isa = "avx512";
     }
     if (ops::FromFloatFn fn = detail::avx512_from_float(t->vec_dot_type); fn != nullptr) {
       k.quantize_activation = fn;
