@@ -68,42 +68,66 @@ struct Context::Impl {
     cpu::attention(pool, a, *attn_scratch);
   }
 
+  // Runs fn(t) for every token t < n: split over the pool for prompt batches, inline for the
+  // few tokens of a decode step (waking the pool costs more than these row operations).
+  template <class F>
+  void for_tokens(int32_t n, F&& fn) {
+    if (n >= kParallelTokens && pool.size() > 1) {
+      pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        for (int64_t t = b; t < e; ++t) fn(static_cast<int32_t>(t));
+      });
+    } else {
+      for (int32_t t = 0; t < n; ++t) fn(t);
+    }
+  }
+  static constexpr int32_t kParallelTokens = 4;
+
   // One forward pass over n <= n_batch tokens.
   void forward(const TokenId* tokens, int32_t n, bool all_logits) {
     const ModelConfig& c = m->config;
     const int64_t E = c.n_embd, q_dim = int64_t{c.n_head} * c.head_dim, kvd = kv_dim();
-    for (int32_t t = 0; t < n; ++t) cpu::dequantize_row(m->token_embd, tokens[t], x.data() + t * E);
+    const int64_t F = c.n_ff;
+    for_tokens(n, [&](int32_t t) {
+      cpu::dequantize_row(m->token_embd, tokens[t], x.data() + t * E);
+      ops::rmsnorm(x.data() + t * E, m->layers[0].attn_norm.data(), xb.data() + t * E, E,
+                   c.norm_eps);
+    });
 
     for (int32_t l = 0; l < c.n_layer; ++l) {
       const LayerWeights& w = m->layers[static_cast<size_t>(l)];
-      // Attention block.
-      for (int32_t t = 0; t < n; ++t) {
-        ops::rmsnorm(x.data() + t * E, w.attn_norm.data(), xb.data() + t * E, E, c.norm_eps);
-      }
-      cpu::matmul(pool, w.wq, xb.data(), n, q.data(), scratch);
-      cpu::matmul(pool, w.wk, xb.data(), n, k.data(), scratch);
-      cpu::matmul(pool, w.wv, xb.data(), n, v.data(), scratch);
-      for (int32_t t = 0; t < n; ++t) {
+      // Attention block; xb holds attn_norm(x).
+      const cpu::MatmulTarget qkv[] = {{&w.wq, q.data()}, {&w.wk, k.data()}, {&w.wv, v.data()}};
+      cpu::matmul_shared_input(pool, qkv, xb.data(), n, scratch);
+      for_tokens(n, [&](int32_t t) {
         const int32_t pos = n_past + t;
         ops::rope(q.data() + t * q_dim, c.n_head, c.head_dim, c.n_rot, pos, c.rope_freq_base,
                   c.rope_freq_scale, c.rope_layout);
         ops::rope(k.data() + t * kvd, c.n_head_kv, c.head_dim, c.n_rot, pos, c.rope_freq_base,
                   c.rope_freq_scale, c.rope_layout);
         store_kv(l, pos, k.data() + t * kvd, v.data() + t * kvd);
-      }
+      });
       attention(l, n);
       cpu::matmul(pool, w.wo, attn.data(), n, tmp.data(), scratch);
-      ops::add(x.data(), tmp.data(), int64_t{n} * E);
+      // Residual add fused with the next norm: one pass over x per token.
+      for_tokens(n, [&](int32_t t) {
+        ops::add(x.data() + t * E, tmp.data() + t * E, E);
+        ops::rmsnorm(x.data() + t * E, w.ffn_norm.data(), xb.data() + t * E, E, c.norm_eps);
+      });
 
       // Feed-forward block (SwiGLU).
-      for (int32_t t = 0; t < n; ++t) {
-        ops::rmsnorm(x.data() + t * E, w.ffn_norm.data(), xb.data() + t * E, E, c.norm_eps);
-      }
-      cpu::matmul(pool, w.w_gate, xb.data(), n, gate.data(), scratch);
-      cpu::matmul(pool, w.w_up, xb.data(), n, up.data(), scratch);
-      ops::swiglu(gate.data(), up.data(), int64_t{n} * c.n_ff);
+      const cpu::MatmulTarget gate_up[] = {{&w.w_gate, gate.data()}, {&w.w_up, up.data()}};
+      cpu::matmul_shared_input(pool, gate_up, xb.data(), n, scratch);
+      for_tokens(n, [&](int32_t t) { ops::swiglu(gate.data() + t * F, up.data() + t * F, F); });
       cpu::matmul(pool, w.w_down, gate.data(), n, tmp.data(), scratch);
-      ops::add(x.data(), tmp.data(), int64_t{n} * E);
+      // Residual add, then the next layer's attention norm (or the output norm, below).
+      const bool last = l + 1 == c.n_layer;
+      for_tokens(n, [&](int32_t t) {
+        ops::add(x.data() + t * E, tmp.data() + t * E, E);
+        if (!last) {
+          ops::rmsnorm(x.data() + t * E, m->layers[static_cast<size_t>(l) + 1].attn_norm.data(),
+                       xb.data() + t * E, E, c.norm_eps);
+        }
+      });
     }
 
     // Output head: all positions or only the last.

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -29,6 +30,16 @@ size_t matmul_scratch_bytes(const Weight& w, int64_t n_tokens);
 // does), into `scratch` (at least matmul_scratch_bytes()).
 void matmul(ThreadPool& pool, const Weight& w, const float* x, int64_t n_tokens, float* y,
             std::vector<uint8_t>& scratch);
+
+// Several weights applied to the same input x (Q/K/V, gate/up): y_i = W_i x for every target.
+// When the weights share n_in and activation format, x is converted once and all products run in
+// one parallel region; otherwise this is one matmul() per target.
+struct MatmulTarget {
+  const Weight* w;
+  float* y;
+};
+void matmul_shared_input(ThreadPool& pool, std::span<const MatmulTarget> targets, const float* x,
+                         int64_t n_tokens, std::vector<uint8_t>& scratch);
 
 // Dequantizes row r of w into out (n_in floats): embedding lookup.
 void dequantize_row(const Weight& w, int64_t r, float* out);
