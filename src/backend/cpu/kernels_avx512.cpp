@@ -241,23 +241,71 @@ KANDIL_VNNI float vec_dot_q8_0_q8_0(int64_t n, const void* vx, const void* vy) {
   return hsum(acc);
 }
 
+// Q4_0 x Q8_0, four blocks per step (decode reads every weight once, so this loop is what keeps
+// up with memory): 128-bit lane j of `lo` / `hi` holds the low / high nibbles (elements 0..15 /
+// 16..31) of block j, next to the matching activation halves. vpdpbusd takes the nibbles as
+// unsigned; the -8 offset comes off exactly as 8 * sum(a) per block (a second vpdpbusd). The
+// eight half-precision scales of a step are converted in one instruction and broadcast per lane.
 KANDIL_VNNI float vec_dot_q4_0_q8_0(int64_t n, const void* vx, const void* vy) {
   const BlockQ4_0* x = static_cast<const BlockQ4_0*>(vx);
   const BlockQ8_0* y = static_cast<const BlockQ8_0*>(vy);
   const int64_t nb = n / kQK;
-  const __m256i eight = _mm256_set1_epi8(8);
+  const __m512i low_mask = _mm512_set1_epi8(0x0F);
+  const __m512i eights = _mm512_set1_epi8(8);
+  const __m512i lane_of = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   __m512 acc = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; b += 2) {
-    const bool two = b + 1 < nb;
-    const int64_t b1 = two ? b + 1 : b;
-    const __m512i q = concat(_mm256_sub_epi8(unpack_nibbles(x[b].qs), eight),
-                             _mm256_sub_epi8(unpack_nibbles(x[b1].qs), eight));
-    const __m512i p = dot_s8(q, concat(load256(y[b].qs), load256(y[b1].qs)));
-    const __m512 d = set2_ps(half_to_float(x[b].d) * half_to_float(y[b].d),
-                             two ? half_to_float(x[b1].d) * half_to_float(y[b1].d) : 0.0f);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc);
+  int64_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    __m512i q = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].qs)));
+    __m512i a_lo =
+        _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[b].qs)));
+    __m512i a_hi =
+        _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y[b].qs + 16)));
+    q = _mm512_inserti32x4(q, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b + 1].qs)), 1);
+    q = _mm512_inserti32x4(q, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b + 2].qs)), 2);
+    q = _mm512_inserti32x4(q, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b + 3].qs)), 3);
+    a_lo =
+        _mm512_inserti32x4(a_lo, _mm_loadu_si128(reinterpret_cast<const __m128i*>(y[b + 1].qs)), 1);
+    a_lo =
+        _mm512_inserti32x4(a_lo, _mm_loadu_si128(reinterpret_cast<const __m128i*>(y[b + 2].qs)), 2);
+    a_lo =
+        _mm512_inserti32x4(a_lo, _mm_loadu_si128(reinterpret_cast<const __m128i*>(y[b + 3].qs)), 3);
+    a_hi = _mm512_inserti32x4(
+        a_hi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(y[b + 1].qs + 16)), 1);
+    a_hi = _mm512_inserti32x4(
+        a_hi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(y[b + 2].qs + 16)), 2);
+    a_hi = _mm512_inserti32x4(
+        a_hi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(y[b + 3].qs + 16)), 3);
+    const __m512i lo = _mm512_and_si512(q, low_mask);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low_mask);
+    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, a_lo);
+    p = _mm512_dpbusd_epi32(p, hi, a_hi);
+    __m512i off = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, a_lo);
+    off = _mm512_dpbusd_epi32(off, eights, a_hi);
+    // Scales: halves [dx0..dx3, dy0..dy3] -> floats, products per block, one per 128-bit lane.
+    const __m128i h = _mm_setr_epi16(
+        static_cast<short>(x[b].d), static_cast<short>(x[b + 1].d), static_cast<short>(x[b + 2].d),
+        static_cast<short>(x[b + 3].d), static_cast<short>(y[b].d), static_cast<short>(y[b + 1].d),
+        static_cast<short>(y[b + 2].d), static_cast<short>(y[b + 3].d));
+    const __m256 f = _mm256_cvtph_ps(h);
+    const __m128 d = _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+    const __m512 dv = _mm512_permutexvar_ps(lane_of, _mm512_castps128_ps512(d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(p, off)), dv, acc);
   }
-  return hsum(acc);
+  float tail = 0.0f;
+  for (; b < nb; ++b) {
+    const __m256i qv = _mm256_sub_epi8(unpack_nibbles(x[b].qs), _mm256_set1_epi8(8));
+    const __m256i av = load256(y[b].qs);
+    const __m256i ax = _mm256_sign_epi8(qv, qv);
+    const __m256i sy = _mm256_sign_epi8(av, qv);
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+    tail +=
+        half_to_float(x[b].d) * half_to_float(y[b].d) * static_cast<float>(_mm_cvtsi128_si32(s4));
+  }
+  return hsum(acc) + tail;
 }
 
 KANDIL_VNNI float vec_dot_q4_1_q8_1(int64_t n, const void* vx, const void* vy) {
