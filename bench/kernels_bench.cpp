@@ -2,7 +2,8 @@
 // and FLOP/s for compute-bound ones:
 //   - BM_VecDot/<type>:   one weight matrix x one activation row (decode), weight bytes / s;
 //   - BM_Matmul/<type>/T: a 1024 x 2816-shaped layer over T tokens (prompt processing), FLOP/s;
-//   - BM_Quantize/<type>: activation conversion to the type's dot type, input bytes / s.
+//   - BM_Quantize/<type>: activation conversion to the type's dot type, input bytes / s;
+//   - BM_AttentionDecode/<cache>/{reference,simd}: attention of one decode step at 4096 positions.
 // Run: build/release/kandil_microbench [--benchmark_filter=...]; KANDIL_KERNELS picks the ISA.
 #include <benchmark/benchmark.h>
 
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/matmul.h"
 #include "base/thread_pool.h"
@@ -105,6 +107,47 @@ void BM_Quantize(benchmark::State& state, TensorType type) {
   state.SetLabel(std::string(kandil::tensor_type_name(k.vec_dot_type)) + " " + k.quantize_isa);
 }
 
+// Attention of one decode step at `ctx` cached positions (16 query heads / 4 KV heads of 64, the
+// 250M shape), with the SIMD kernel (auto) or the scalar reference, one thread; bytes/s counts the
+// K and V rows read.
+void BM_AttentionDecode(benchmark::State& state, TensorType kv_type, bool reference) {
+  const int32_t ctx = static_cast<int32_t>(state.range(0));
+  const kandil::cpu::AttentionShape shape{16, 4, 64, kv_type};
+  const int64_t kv_dim = int64_t{shape.n_head_kv} * shape.head_dim;
+  const size_t row = kandil::cpu::kv_row_bytes(kv_type, kv_dim);
+  std::vector<uint8_t> k(row * static_cast<size_t>(ctx)), v(k.size());
+  for (int32_t j = 0; j < ctx; ++j) {
+    const std::vector<float> kr = random_values(kv_dim, 100u + static_cast<uint32_t>(j));
+    const std::vector<float> vr = random_values(kv_dim, 900000u + static_cast<uint32_t>(j));
+    kandil::cpu::kv_store_row(kv_type, kr.data(), k.data() + row * static_cast<size_t>(j), kv_dim);
+    kandil::cpu::kv_store_row(kv_type, vr.data(), v.data() + row * static_cast<size_t>(j), kv_dim);
+  }
+  const std::vector<float> q = random_values(int64_t{shape.n_head} * shape.head_dim, 5);
+  std::vector<float> out(q.size());
+  kandil::ThreadPool pool(1);
+  kandil::cpu::AttentionScratch scratch(shape, 1);
+  kandil::cpu::AttentionArgs args;
+  args.q = q.data();
+  args.q_stride = static_cast<int64_t>(q.size());
+  args.n_tokens = 1;
+  args.pos0 = ctx - 1;
+  args.k = k.data();
+  args.v = v.data();
+  args.row_bytes = row;
+  args.out = out.data();
+  args.out_stride = static_cast<int64_t>(out.size());
+  args.scale = 0.125f;
+  const kandil::cpu::KernelChoice choice =
+      reference ? kandil::cpu::KernelChoice::Reference : kandil::cpu::KernelChoice::Auto;
+  for (auto _ : state) {
+    kandil::cpu::attention(pool, args, scratch, choice);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(2 * k.size()));
+  state.SetLabel(kandil::cpu::attention_isa(shape, choice));
+}
+
 const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
                              TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
                              TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K};
@@ -124,6 +167,16 @@ int register_all() {
   for (TensorType t : {TensorType::F16, TensorType::Q8_0, TensorType::Q4_1, TensorType::Q4_K}) {
     benchmark::RegisterBenchmark(
         ("BM_Quantize/" + std::string(kandil::tensor_type_name(t))).c_str(), BM_Quantize, t);
+  }
+  for (TensorType t : {TensorType::F16, TensorType::F32, TensorType::Q8_0}) {
+    const std::string name(kandil::tensor_type_name(t));
+    for (bool ref : {true, false}) {
+      benchmark::RegisterBenchmark(
+          ("BM_AttentionDecode/" + name + (ref ? "/reference" : "/simd")).c_str(),
+          BM_AttentionDecode, t, ref)
+          ->Arg(4096)
+          ->Unit(benchmark::kMicrosecond);
+    }
   }
   return 0;
 }
