@@ -157,8 +157,11 @@ void matmul_shared_input(ThreadPool& pool, std::span<const MatmulTarget> targets
   }
   if (total_rows <= 0) return;
   const bool parallel = pool.size() > 1 && first.n_in * total_rows * n_tokens >= kMinParallelWork;
-  const auto [xq, xq_row] =
+  // (Not a structured binding: clang 14 cannot capture those in the lambda below.)
+  const std::pair<const uint8_t*, size_t> converted =
       convert_activations(pool, parallel, k0, x, first.n_in, n_tokens, scratch);
+  const uint8_t* xq = converted.first;
+  const size_t xq_row = converted.second;
 
   // Threads take contiguous ranges of the weights' rows laid end to end, so every weight row is
   // read by one thread and one parallel region (one barrier) serves all the products.
