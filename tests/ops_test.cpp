@@ -31,21 +31,6 @@ TEST(Ops, RmsNormMatchesDefinition) {
   }
 }
 
-TEST(Ops, SoftmaxSumsToOneAndIsShiftInvariant) {
-  auto x = random_vector(101, 3);
-  for (float& v : x) v *= 10;
-  auto y = x;
-  ops::softmax(y.data(), 101);
-  double sum = 0;
-  for (float v : y) sum += v;
-  EXPECT_NEAR(sum, 1.0, 1e-6);
-  auto z = x;
-  for (float& v : z) v += 1000.0f;  // no overflow thanks to max subtraction
-  ops::softmax(z.data(), 101);
-  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], z[i], 1e-4 * y[i] + 1e-9);
-  for (size_t i = 1; i < y.size(); ++i) EXPECT_EQ(x[i] > x[0], y[i] > y[0]);
-}
-
 TEST(Ops, SwigluMatchesDefinition) {
   auto g = random_vector(33, 4), u = random_vector(33, 5);
   auto out = g;

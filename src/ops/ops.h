@@ -16,9 +16,6 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps);
 void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int32_t pos, float freq_base,
           float freq_scale, RopeLayout layout);
 
-// In-place softmax over n values (max-subtracted; the sum is accumulated in double).
-void softmax(float* x, int64_t n);
-
 // gate[i] = silu(gate[i]) * up[i]
 void swiglu(float* gate, const float* up, int64_t n);
 
