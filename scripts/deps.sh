@@ -2,10 +2,12 @@
 # Installs the Debian 12 packages kandil needs to build and test (skips apt when all are present).
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config git
-  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev)
+  libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev libutf8proc-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev gcovr
     g++-aarch64-linux-gnu qemu-user-static)
+  # Node.js + npm run the reference implementations (tests/js); machines of this kind ship them.
+  command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 missing=()
 for p in "${packages[@]}"; do
