@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/file_io.h"
 #include "kandil/gguf.h"
 
 namespace kandil {
@@ -249,24 +250,8 @@ std::vector<uint8_t> GgufWriter::serialize() const {
 }
 
 Result<void> GgufWriter::write_file(const std::string& path) const {
-  std::vector<uint8_t> bytes = serialize();
-  std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return Error{fmt::format("{}: cannot create: {}", tmp, std::strerror(errno))};
-  size_t written = std::fwrite(bytes.data(), 1, bytes.size(), f);
-  bool ok = written == bytes.size() && std::fflush(f) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    return Error{fmt::format("{}: write failed: {}", tmp, std::strerror(errno))};
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    return Error{fmt::format("{}: cannot rename into place: {}", path, ec.message())};
-  }
-  return {};
+  const std::vector<uint8_t> bytes = serialize();
+  return write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 }  // namespace kandil
