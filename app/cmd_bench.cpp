@@ -132,15 +132,11 @@ int run_bench(const BenchOptions& opt) {
     auto model = Model::load(path);
     if (!model.ok()) return fail(model.error());
     const Model& m = **model;
-    uint64_t params = 0;
-    for (const auto& t : m.gguf().tensors()) params += static_cast<uint64_t>(t.n_elements());
+    const uint64_t params = m.n_params();
     // Bytes one decode step reads: every weight except the embedding table (one row of it is
     // read), unless the output projection reuses it.
     uint64_t step_bytes = m.weight_bytes();
-    if (const GgufTensorInfo* e = m.gguf().find_tensor("token_embd.weight");
-        e && !m.config().tied_embeddings) {
-      step_bytes -= e->nbytes;
-    }
+    if (!m.config().tied_embeddings) step_bytes -= m.token_embd_bytes();
     int32_t max_tokens = 1;
     for (int32_t n : *pp) max_tokens = std::max(max_tokens, n);
     for (int32_t n : *tg) max_tokens = std::max(max_tokens, n);
@@ -170,7 +166,7 @@ int run_bench(const BenchOptions& opt) {
       const Stats st = stats(tps);
       const std::string test = fmt::format("{}{}", prompt ? "pp" : "tg", n);
       nlohmann::json j{{"model", path},
-                       {"model_bytes", m.gguf().file_size()},
+                       {"model_bytes", m.file_bytes()},
                        {"params", params},
                        {"threads", (*ctx)->n_threads()},
                        {"test", test},
@@ -192,7 +188,7 @@ int run_bench(const BenchOptions& opt) {
       results.push_back(j);
       if (!opt.json) {
         fmt::print("| {} | {:.1f} MiB | {:.1f} M | {} | {} | {:.2f} ± {:.2f} | {} | {:.1f} MiB |\n",
-                   path, static_cast<double>(m.gguf().file_size()) / (1024.0 * 1024.0),
+                   path, static_cast<double>(m.file_bytes()) / (1024.0 * 1024.0),
                    static_cast<double>(params) / 1e6, (*ctx)->n_threads(), test, st.mean, st.stdev,
                    gbps, static_cast<double>(peak_rss_bytes()) / (1024.0 * 1024.0));
         std::fflush(stdout);

@@ -6,6 +6,8 @@
 #include "app/commands.h"
 #include "app/util.h"
 #include "kandil/gguf.h"
+#include "kandil/hf.h"
+#include "kandil/model.h"
 
 namespace kandil::app {
 namespace {
@@ -58,9 +60,19 @@ nlohmann::json value_json(const GgufValue& v, size_t max_items) {
 }
 
 int run_info(const InfoOptions& opt) {
-  auto file = GgufFile::open(opt.model);
-  if (!file.ok()) return fail(file.error());
-  const GgufFile& f = *file;
+  // A Hugging Face folder shows the GGUF metadata it translates to (what `convert` writes).
+  std::shared_ptr<const Model> hf_model;
+  GgufFile gguf_file;
+  if (is_hf_model_dir(opt.model)) {
+    auto m = Model::load(opt.model);
+    if (!m.ok()) return fail(m.error());
+    hf_model = *m;
+  } else {
+    auto file = GgufFile::open(opt.model);
+    if (!file.ok()) return fail(file.error());
+    gguf_file = std::move(*file);
+  }
+  const GgufFile& f = hf_model ? hf_model->gguf() : gguf_file;
 
   uint64_t total_bytes = 0, total_params = 0;
   for (const auto& t : f.tensors()) {
@@ -74,7 +86,8 @@ int run_info(const InfoOptions& opt) {
     j["version"] = f.version();
     j["alignment"] = f.alignment();
     j["data_offset"] = f.data_offset();
-    j["file_size"] = f.file_size();
+    j["file_size"] = hf_model ? hf_model->file_bytes() : f.file_size();
+    if (hf_model) j["format"] = "hf";
     nlohmann::json meta = nlohmann::json::object();
     for (const auto& kv : f.metadata())
       meta[safe_utf8(kv.key)] = value_json(kv.value, opt.max_items);
@@ -99,8 +112,15 @@ int run_info(const InfoOptions& opt) {
     return 0;
   }
 
-  fmt::print("file: {}\nGGUF version {}, alignment {}, data offset {}, {} bytes\n\n", opt.model,
-             f.version(), f.alignment(), f.data_offset(), f.file_size());
+  if (hf_model) {
+    fmt::print("folder: {} (Hugging Face; metadata as `kandil convert` writes it)\n", opt.model);
+    fmt::print("weights: {} parameters ({:.2f} M), {} bytes of safetensors\n\n",
+               hf_model->n_params(), static_cast<double>(hf_model->n_params()) / 1e6,
+               hf_model->file_bytes());
+  } else {
+    fmt::print("file: {}\nGGUF version {}, alignment {}, data offset {}, {} bytes\n\n", opt.model,
+               f.version(), f.alignment(), f.data_offset(), f.file_size());
+  }
   fmt::print("metadata ({} entries):\n", f.metadata().size());
   for (const auto& kv : f.metadata()) {
     fmt::print("  {:<44} {:<5} {}\n", safe_utf8(kv.key), gguf_value_type_name(kv.value.type),
@@ -124,8 +144,8 @@ int run_info(const InfoOptions& opt) {
 
 void register_info(CLI::App& app, CommandFn& selected) {
   auto opt = std::make_shared<InfoOptions>();
-  CLI::App* cmd = app.add_subcommand("info", "Show a GGUF file's metadata, tensors and totals");
-  cmd->add_option("model", opt->model, "GGUF file")->required();
+  CLI::App* cmd = app.add_subcommand("info", "Show a GGUF file's (or HF folder's) metadata, tensors and totals");
+  cmd->add_option("model", opt->model, "GGUF file or Hugging Face model folder")->required();
   cmd->add_flag("--json", opt->json, "Print one JSON object");
   cmd->add_option("--max-items", opt->max_items, "Array items shown before summarising")
       ->capture_default_str();

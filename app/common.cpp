@@ -11,7 +11,7 @@
 namespace kandil::app {
 
 void add_model_options(CLI::App* cmd, ModelOptions& opt) {
-  cmd->add_option("-m,--model", opt.model, "GGUF model file (default: $KANDIL_MODEL)");
+  cmd->add_option("-m,--model", opt.model, "GGUF model file or Hugging Face model folder (default: $KANDIL_MODEL)");
   cmd->add_option("-t,--threads", opt.threads, "Threads (default: all cores)");
   cmd->add_option("-c,--ctx-size", opt.ctx, "Context size in tokens (default: model's, max 4096)");
   cmd->add_option("-b,--batch-size", opt.batch, "Tokens per forward pass")->capture_default_str();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -140,7 +141,13 @@ class GgufWriter {
   Result<void> add_tensor(std::string name, TensorType type, std::vector<int64_t> shape,
                           const void* data, size_t nbytes);
 
+  // A tensor whose bytes are produced while write_file() writes the file (converters then hold
+  // one tensor at a time, not the whole model): fill(dst) must write exactly the tensor's bytes.
+  using FillFn = std::function<Result<void>(uint8_t* dst)>;
+  Result<void> add_tensor_deferred(std::string name, TensorType type, std::vector<int64_t> shape,
+                                   FillFn fill);
   void set_alignment(uint32_t alignment) { alignment_ = alignment; }
+  // The whole file in memory; deferred tensors are filled too (an empty vector if a fill fails).
   std::vector<uint8_t> serialize() const;
   // Writes to a temporary file beside `path` and renames it into place.
   Result<void> write_file(const std::string& path) const;
@@ -152,7 +159,12 @@ class GgufWriter {
     TensorType type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> data;
+    FillFn fill;      // deferred tensors: data is empty
+    size_t nbytes = 0;
   };
+  Result<void> check_tensor(const std::string& name, TensorType type,
+                            const std::vector<int64_t>& shape, size_t* nbytes) const;
+  std::vector<uint8_t> header() const;  // everything before the tensor data, padded
   std::vector<std::pair<std::string, std::vector<uint8_t>>> kv_;  // key -> type + value bytes
   std::vector<Tensor> tensors_;
   uint32_t alignment_ = 32;

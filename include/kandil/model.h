@@ -39,17 +39,31 @@ struct ModelConfig {
   float rope_freq_scale = 1.0f;  // linear scaling: positions are multiplied by this
   RopeLayout rope_layout = RopeLayout::adjacent_pairs;
   bool tied_embeddings = false;  // output projection reuses token_embd (no output.weight)
+  // Per-pair RoPE frequency divisors (n_rot / 2 values; LLaMA 3 rope scaling, the GGUF's
+  // rope_freqs.weight); empty: none.
+  std::vector<float> rope_freq_factors;
+  bool qkv_bias = false;        // Q/K/V projections add a bias (Qwen2)
+  bool qk_norm = false;         // per-head RMSNorm of Q and K before RoPE (Qwen3)
+  int32_t sliding_window = 0;   // attention sees the last this-many positions (Mistral); 0: all
+  std::string source_format = "gguf";  // "gguf" or "hf" (a Hugging Face folder)
 };
 
 class Model {
  public:
-  // Loads a GGUF model: validates architecture, every tensor's presence, shape and type.
+  // Loads a GGUF model file, or a Hugging Face model folder (config.json, tokenizer.json and
+  // model.safetensors or its shards; see include/kandil/hf.h): validates the architecture, every
+  // tensor's presence, shape and type.
   static Result<std::shared_ptr<const Model>> load(const std::string& path);
 
   ~Model();
   const ModelConfig& config() const;
   const Tokenizer& tokenizer() const;
+  // The GGUF file; for a Hugging Face folder, the metadata it was translated to (no tensors).
   const GgufFile& gguf() const;
+  // Parameters of all weight tensors, and the bytes of the model's file(s) on disk.
+  uint64_t n_params() const;
+  uint64_t file_bytes() const;
+  uint64_t token_embd_bytes() const;
   // Bytes of all weight tensors (what one decode step reads, plus the embedding table).
   uint64_t weight_bytes() const;
 

@@ -1,5 +1,6 @@
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -186,8 +187,8 @@ void GgufWriter::set_value(std::string key, const GgufValue& v) {
   set_raw(std::move(key), std::move(e));
 }
 
-Result<void> GgufWriter::add_tensor(std::string name, TensorType type, std::vector<int64_t> shape,
-                                    const void* data, size_t nbytes) {
+Result<void> GgufWriter::check_tensor(const std::string& name, TensorType type,
+                                      const std::vector<int64_t>& shape, size_t* nbytes) const {
   if (shape.empty() || shape.size() > 4) {
     return Error{fmt::format("tensor '{}': {} dimensions (expected 1..4)", name, shape.size())};
   }
@@ -199,27 +200,45 @@ Result<void> GgufWriter::add_tensor(std::string name, TensorType type, std::vect
   }
   int64_t rows = 1;
   for (size_t d = 1; d < shape.size(); ++d) rows *= shape[d];
-  size_t expected = tensor_row_bytes(type, shape[0]) * static_cast<size_t>(rows);
+  *nbytes = tensor_row_bytes(type, shape[0]) * static_cast<size_t>(rows);
+  for (const auto& t : tensors_) {
+    if (t.name == name) return Error{fmt::format("tensor '{}' added twice", name)};
+  }
+  return {};
+}
+
+Result<void> GgufWriter::add_tensor(std::string name, TensorType type, std::vector<int64_t> shape,
+                                    const void* data, size_t nbytes) {
+  size_t expected = 0;
+  if (auto r = check_tensor(name, type, shape, &expected); !r.ok()) return r;
   if (nbytes != expected) {
     return Error{fmt::format("tensor '{}': {} bytes given, {} expected for its shape and type",
                              name, nbytes, expected)};
   }
-  for (const auto& t : tensors_) {
-    if (t.name == name) return Error{fmt::format("tensor '{}' added twice", name)};
-  }
   const auto* p = static_cast<const uint8_t*>(data);
-  tensors_.push_back(
-      Tensor{std::move(name), type, std::move(shape), std::vector<uint8_t>(p, p + nbytes)});
+  tensors_.push_back(Tensor{std::move(name), type, std::move(shape),
+                            std::vector<uint8_t>(p, p + nbytes), nullptr, nbytes});
   return {};
 }
 
-std::vector<uint8_t> GgufWriter::serialize() const {
+Result<void> GgufWriter::add_tensor_deferred(std::string name, TensorType type,
+                                             std::vector<int64_t> shape, FillFn fill) {
+  size_t nbytes = 0;
+  if (auto r = check_tensor(name, type, shape, &nbytes); !r.ok()) return r;
+  tensors_.push_back(Tensor{std::move(name), type, std::move(shape), {}, std::move(fill), nbytes});
+  return {};
+}
+
+namespace {
+// An alignment that is not a power of two (0 included) cannot be written: the default is used.
+uint32_t effective_alignment(uint32_t a) { return a != 0 && (a & (a - 1)) == 0 ? a : 32; }
+}  // namespace
+
+std::vector<uint8_t> GgufWriter::header() const {
   std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};
   put<uint32_t>(out, 3);
   put<uint64_t>(out, tensors_.size());
-  // An alignment that is not a power of two (0 included) cannot be written: the default is used.
-  const uint32_t alignment =
-      alignment_ != 0 && (alignment_ & (alignment_ - 1)) == 0 ? alignment_ : 32;
+  const uint32_t alignment = effective_alignment(alignment_);
   const bool write_alignment = alignment != 32;
   put<uint64_t>(out, kv_.size() + (write_alignment ? 1 : 0));
   for (const auto& [key, value] : kv_) {
@@ -239,19 +258,62 @@ std::vector<uint8_t> GgufWriter::serialize() const {
     for (int64_t d : t.shape) put<uint64_t>(out, static_cast<uint64_t>(d));
     put<uint32_t>(out, static_cast<uint32_t>(t.type));
     put<uint64_t>(out, offset);
-    offset = align(offset + t.data.size());
+    offset = align(offset + t.nbytes);
   }
   out.resize(align(out.size()), 0);
+  return out;
+}
+
+std::vector<uint8_t> GgufWriter::serialize() const {
+  std::vector<uint8_t> out = header();
+  const uint32_t alignment = effective_alignment(alignment_);
+  auto align = [&](uint64_t x) { return (x + alignment - 1) / alignment * alignment; };
   for (const auto& t : tensors_) {
-    out.insert(out.end(), t.data.begin(), t.data.end());
+    if (t.fill) {
+      const size_t at = out.size();
+      out.resize(at + t.nbytes);
+      if (!t.fill(out.data() + at).ok()) return {};
+    } else {
+      out.insert(out.end(), t.data.begin(), t.data.end());
+    }
     out.resize(align(out.size()), 0);
   }
   return out;
 }
 
 Result<void> GgufWriter::write_file(const std::string& path) const {
-  const std::vector<uint8_t> bytes = serialize();
-  return write_file_atomic(path, bytes.data(), bytes.size());
+  bool deferred = false;
+  for (const auto& t : tensors_) deferred = deferred || static_cast<bool>(t.fill);
+  if (!deferred) {
+    const std::vector<uint8_t> bytes = serialize();
+    return write_file_atomic(path, bytes.data(), bytes.size());
+  }
+  // Stream: the header, then one tensor at a time (the buffer is reused).
+  auto out = AtomicFileWriter::create(path);
+  if (!out.ok()) return out.error();
+  const std::vector<uint8_t> head = header();
+  if (auto r = out->write(head.data(), head.size()); !r.ok()) return r;
+  const uint32_t alignment = effective_alignment(alignment_);
+  std::vector<uint8_t> buf;
+  for (const auto& t : tensors_) {
+    const uint8_t* data = t.data.data();
+    if (t.fill) {
+      buf.assign(t.nbytes, 0);
+      if (auto r = t.fill(buf.data()); !r.ok()) {
+        return Error{fmt::format("{}: tensor '{}': {}", path, t.name, r.error().message)};
+      }
+      data = buf.data();
+    }
+    if (auto r = out->write(data, t.nbytes); !r.ok()) return r;
+    const size_t pad = (alignment - t.nbytes % alignment) % alignment;
+    static const uint8_t kZeros[256] = {};
+    for (size_t left = pad; left > 0;) {
+      const size_t n = std::min(left, sizeof(kZeros));
+      if (auto r = out->write(kZeros, n); !r.ok()) return r;
+      left -= n;
+    }
+  }
+  return out->commit();
 }
 
 }  // namespace kandil

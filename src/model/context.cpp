@@ -65,6 +65,7 @@ struct Context::Impl {
     a.out = attn.data();
     a.out_stride = q_dim;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    a.window = c.sliding_window;
     cpu::attention(pool, a, *attn_scratch);
   }
 
@@ -98,12 +99,31 @@ struct Context::Impl {
       // Attention block; xb holds attn_norm(x).
       const cpu::MatmulTarget qkv[] = {{&w.wq, q.data()}, {&w.wk, k.data()}, {&w.wv, v.data()}};
       cpu::matmul_shared_input(pool, qkv, xb.data(), n, scratch);
+      const float* freq_factors =
+          c.rope_freq_factors.empty() ? nullptr : c.rope_freq_factors.data();
       for_tokens(n, [&](int32_t t) {
         const int32_t pos = n_past + t;
-        ops::rope(q.data() + t * q_dim, c.n_head, c.head_dim, c.n_rot, pos, c.rope_freq_base,
-                  c.rope_freq_scale, c.rope_layout);
-        ops::rope(k.data() + t * kvd, c.n_head_kv, c.head_dim, c.n_rot, pos, c.rope_freq_base,
-                  c.rope_freq_scale, c.rope_layout);
+        float* qt = q.data() + t * q_dim;
+        float* kt = k.data() + t * kvd;
+        if (c.qkv_bias) {
+          ops::add(qt, w.bq.data(), q_dim);
+          ops::add(kt, w.bk.data(), kvd);
+          ops::add(v.data() + t * kvd, w.bv.data(), kvd);
+        }
+        if (c.qk_norm) {
+          for (int32_t h = 0; h < c.n_head; ++h) {
+            float* x_h = qt + int64_t{h} * c.head_dim;
+            ops::rmsnorm(x_h, w.q_norm.data(), x_h, c.head_dim, c.norm_eps);
+          }
+          for (int32_t h = 0; h < c.n_head_kv; ++h) {
+            float* x_h = kt + int64_t{h} * c.head_dim;
+            ops::rmsnorm(x_h, w.k_norm.data(), x_h, c.head_dim, c.norm_eps);
+          }
+        }
+        ops::rope(qt, c.n_head, c.head_dim, c.n_rot, pos, c.rope_freq_base, c.rope_freq_scale,
+                  c.rope_layout, freq_factors);
+        ops::rope(kt, c.n_head_kv, c.head_dim, c.n_rot, pos, c.rope_freq_base, c.rope_freq_scale,
+                  c.rope_layout, freq_factors);
         store_kv(l, pos, k.data() + t * kvd, v.data() + t * kvd);
       });
       attention(l, n);

@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "kandil/model.h"
 #include "model/model_impl.h"
@@ -16,7 +17,9 @@ struct ArchSpec {
   RopeLayout rope_layout;
 };
 constexpr ArchSpec kArchitectures[] = {
-    {"llama", RopeLayout::adjacent_pairs},
+    {"llama", RopeLayout::adjacent_pairs},  // also Mistral (+ attention.sliding_window)
+    {"qwen2", RopeLayout::split_half},      // + blk.N.attn_{q,k,v}.bias
+    {"qwen3", RopeLayout::split_half},      // + blk.N.attn_{q,k}_norm.weight
 };
 
 const ArchSpec* find_arch(std::string_view name) {
@@ -135,6 +138,7 @@ Result<ModelConfig> read_model_config(const GgufFile& f) {
   }
   if (factor <= 0) return Error{f.name() + ": rope scaling factor must be positive"};
   c.rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
+  KANDIL_ASSIGN(c.sliding_window, r.integer("attention.sliding_window", 0, 0, 1 << 24));
   return c;
 }
 
@@ -142,21 +146,29 @@ namespace {
 
 class WeightLoader {
  public:
-  WeightLoader(const GgufFile& f, uint64_t& bytes) : f_(f), bytes_(bytes) {}
+  WeightLoader(const TensorSource& src, Model::Impl& m) : src_(src), m_(m) {}
+
+  Result<std::optional<TensorView>> find(const std::string& name) { return src_.find(name); }
 
   Result<cpu::Weight> matrix(const std::string& name, int64_t n_in, int64_t n_out) {
-    const GgufTensorInfo* t = f_.find_tensor(name);
-    if (!t) return Error{fmt::format("{}: tensor '{}' is missing", f_.name(), name)};
-    if (t->n_dims > 2 || t->ne[0] != n_in || t->ne[1] != n_out) {
+    auto found = src_.find(name);
+    if (!found.ok()) return found.error();
+    const std::string shown = src_.display ? src_.display(name) : name;
+    if (!found->has_value()) {
+      return Error{fmt::format("{}: tensor '{}' is missing", src_.where, shown)};
+    }
+    const TensorView& t = **found;
+    if (t.n_dims > 2 || t.ne[0] != n_in || t.ne[1] != n_out) {
       return Error{fmt::format("{}: tensor '{}' has shape {} but the config implies [{}, {}]",
-                               f_.name(), name, shape(*t), n_in, n_out)};
+                               src_.where, shown, shape(t), n_in, n_out)};
     }
-    if (!tensor_type_supported(t->type)) {
+    if (!tensor_type_supported(t.type)) {
       return Error{fmt::format("{}: tensor '{}' has type {}, which this build cannot compute with",
-                               f_.name(), name, tensor_type_name(t->type))};
+                               src_.where, shown, tensor_type_name(t.type))};
     }
-    bytes_ += t->nbytes;
-    return cpu::Weight{t->type, n_in, n_out, t->data, tensor_row_bytes(t->type, n_in)};
+    m_.weight_bytes += t.nbytes;
+    m_.n_params += static_cast<uint64_t>(n_in * n_out);
+    return cpu::Weight{t.type, n_in, n_out, t.data, tensor_row_bytes(t.type, n_in)};
   }
 
   Result<std::vector<float>> vector(const std::string& name, int64_t n) {
@@ -167,15 +179,15 @@ class WeightLoader {
     return out;
   }
 
-  static std::string shape(const GgufTensorInfo& t) {
+  static std::string shape(const TensorView& t) {
     std::string s = "[";
     for (uint32_t d = 0; d < t.n_dims; ++d) s += (d ? ", " : "") + std::to_string(t.ne[d]);
     return s + "]";
   }
 
  private:
-  const GgufFile& f_;
-  uint64_t& bytes_;
+  const TensorSource& src_;
+  Model::Impl& m_;
 };
 
 }  // namespace
@@ -186,33 +198,49 @@ const ModelConfig& Model::config() const { return impl_->config; }
 const Tokenizer& Model::tokenizer() const { return *impl_->tokenizer; }
 const GgufFile& Model::gguf() const { return impl_->file; }
 uint64_t Model::weight_bytes() const { return impl_->weight_bytes; }
+uint64_t Model::n_params() const { return impl_->n_params; }
+uint64_t Model::file_bytes() const { return impl_->file_bytes; }
+uint64_t Model::token_embd_bytes() const {
+  const cpu::Weight& e = impl_->token_embd;
+  return tensor_row_bytes(e.type, e.n_in) * static_cast<uint64_t>(e.n_out);
+}
+
+TensorSource gguf_tensor_source(const GgufFile& f) {
+  TensorSource src;
+  src.where = f.name();
+  src.find = [&f](std::string_view name) -> Result<std::optional<TensorView>> {
+    const GgufTensorInfo* t = f.find_tensor(name);
+    if (!t) return std::optional<TensorView>();
+    TensorView v;
+    v.type = t->type;
+    v.n_dims = t->n_dims;
+    for (int d = 0; d < 4; ++d) v.ne[d] = t->ne[d];
+    v.data = t->data;
+    v.nbytes = t->nbytes;
+    return std::optional<TensorView>(v);
+  };
+  return src;
+}
 
 Result<std::shared_ptr<const Model>> Model::load(const std::string& path) {
-  auto file = GgufFile::open(path);
-  if (!file.ok()) return file.error();
   std::shared_ptr<Model> model(new Model());
   Impl& m = *model->impl_;
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    if (auto r = load_hf_model(path, m); !r.ok()) return r.error();
+    return std::shared_ptr<const Model>(std::move(model));
+  }
+  auto file = GgufFile::open(path);
+  if (!file.ok()) return file.error();
   m.file = std::move(*file);
+  m.file_bytes = m.file.file_size();
 
   auto config = read_model_config(m.file);
   if (!config.ok()) return config.error();
   m.config = *config;
-  ModelConfig& c = m.config;
-
   auto tokenizer = Tokenizer::from_gguf(m.file);
   if (!tokenizer.ok()) return tokenizer.error();
   m.tokenizer = std::move(*tokenizer);
-
-  const GgufTensorInfo* embd = m.file.find_tensor("token_embd.weight");
-  if (!embd) return Error{path + ": tensor 'token_embd.weight' is missing"};
-  if (embd->ne[1] < 1 || embd->ne[1] > (1 << 24)) {
-    return Error{fmt::format("{}: token_embd.weight has {} rows", path, embd->ne[1])};
-  }
-  c.n_vocab = static_cast<int32_t>(embd->ne[1]);
-  if (m.tokenizer->n_vocab() != c.n_vocab) {
-    return Error{fmt::format("{}: the tokenizer has {} tokens but token_embd.weight has {} rows",
-                             path, m.tokenizer->n_vocab(), c.n_vocab)};
-  }
 
   for (const auto& t : m.file.tensors()) {
     if (t.name.find("_exps") != std::string_view::npos) {
@@ -220,8 +248,27 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& path) {
                                path, t.name)};
     }
   }
+  if (auto r = load_weights(m, gguf_tensor_source(m.file)); !r.ok()) return r.error();
+  return std::shared_ptr<const Model>(std::move(model));
+}
 
-  WeightLoader load(m.file, m.weight_bytes);
+Result<void> load_weights(Model::Impl& m, const TensorSource& src) {
+  ModelConfig& c = m.config;
+  const std::string& path = src.where;
+  WeightLoader load(src, m);
+  auto embd = load.find("token_embd.weight");
+  if (!embd.ok()) return embd.error();
+  if (!embd->has_value()) return Error{path + ": tensor 'token_embd.weight' is missing"};
+  const int64_t rows = (*embd)->ne[1];
+  if (rows < 1 || rows > (1 << 24)) {
+    return Error{fmt::format("{}: token_embd.weight has {} rows", path, rows)};
+  }
+  c.n_vocab = static_cast<int32_t>(rows);
+  if (m.tokenizer->n_vocab() != c.n_vocab) {
+    return Error{fmt::format("{}: the tokenizer has {} tokens but token_embd.weight has {} rows",
+                             path, m.tokenizer->n_vocab(), c.n_vocab)};
+  }
+
   const int64_t q_dim = int64_t{c.n_head} * c.head_dim;
   const int64_t kv_dim = int64_t{c.n_head_kv} * c.head_dim;
 #define KANDIL_LOAD(lhs, expr)                     \
@@ -230,9 +277,33 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& path) {
     if (!kandil_w_.ok()) return kandil_w_.error(); \
     lhs = std::move(*kandil_w_);                   \
   } while (0)
+  // Optional tensors decide the flags: the first layer's presence stands for all layers.
+  auto present = [&](const std::string& name) -> Result<bool> {
+    auto t = load.find(name);
+    if (!t.ok()) return t.error();
+    return t->has_value();
+  };
+  bool has = false;
+  KANDIL_LOAD(has, present("rope_freqs.weight"));
+  if (has) KANDIL_LOAD(c.rope_freq_factors, load.vector("rope_freqs.weight", c.n_rot / 2));
+  for (float f : c.rope_freq_factors) {
+    if (!(f > 0.0f) || !std::isfinite(f)) {
+      return Error{path + ": rope_freqs.weight holds a factor that is not a positive number"};
+    }
+  }
+  KANDIL_LOAD(c.qkv_bias, present("blk.0.attn_q.bias"));
+  KANDIL_LOAD(c.qk_norm, present("blk.0.attn_q_norm.weight"));
+  if (c.arch == "qwen2" && !c.qkv_bias) {
+    return Error{path + ": tensor 'blk.0.attn_q.bias' is missing (qwen2 has Q/K/V biases)"};
+  }
+  if (c.arch == "qwen3" && !c.qk_norm) {
+    return Error{path + ": tensor 'blk.0.attn_q_norm.weight' is missing (qwen3 normalizes Q/K)"};
+  }
+
   KANDIL_LOAD(m.token_embd, load.matrix("token_embd.weight", c.n_embd, c.n_vocab));
   KANDIL_LOAD(m.output_norm, load.vector("output_norm.weight", c.n_embd));
-  c.tied_embeddings = m.file.find_tensor("output.weight") == nullptr;
+  KANDIL_LOAD(has, present("output.weight"));
+  c.tied_embeddings = !has;
   if (c.tied_embeddings) {
     m.output = m.token_embd;
   } else {
@@ -246,6 +317,15 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& path) {
     KANDIL_LOAD(l.wq, load.matrix(p + "attn_q.weight", c.n_embd, q_dim));
     KANDIL_LOAD(l.wk, load.matrix(p + "attn_k.weight", c.n_embd, kv_dim));
     KANDIL_LOAD(l.wv, load.matrix(p + "attn_v.weight", c.n_embd, kv_dim));
+    if (c.qkv_bias) {
+      KANDIL_LOAD(l.bq, load.vector(p + "attn_q.bias", q_dim));
+      KANDIL_LOAD(l.bk, load.vector(p + "attn_k.bias", kv_dim));
+      KANDIL_LOAD(l.bv, load.vector(p + "attn_v.bias", kv_dim));
+    }
+    if (c.qk_norm) {
+      KANDIL_LOAD(l.q_norm, load.vector(p + "attn_q_norm.weight", c.head_dim));
+      KANDIL_LOAD(l.k_norm, load.vector(p + "attn_k_norm.weight", c.head_dim));
+    }
     KANDIL_LOAD(l.wo, load.matrix(p + "attn_output.weight", q_dim, c.n_embd));
     KANDIL_LOAD(l.ffn_norm, load.vector(p + "ffn_norm.weight", c.n_embd));
     KANDIL_LOAD(l.w_gate, load.matrix(p + "ffn_gate.weight", c.n_embd, c.n_ff));
@@ -253,7 +333,7 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& path) {
     KANDIL_LOAD(l.w_down, load.matrix(p + "ffn_down.weight", c.n_ff, c.n_embd));
   }
 #undef KANDIL_LOAD
-  return std::shared_ptr<const Model>(std::move(model));
+  return {};
 }
 
 }  // namespace kandil

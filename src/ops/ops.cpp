@@ -14,13 +14,19 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
 
 void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int32_t pos, float freq_base,
           float freq_scale, RopeLayout layout) {
+  rope(x, n_heads, head_dim, n_rot, pos, freq_base, freq_scale, layout, nullptr);
+}
+
+void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int32_t pos, float freq_base,
+          float freq_scale, RopeLayout layout, const float* freq_factors) {
   const float theta_scale = std::pow(freq_base, -2.0f / static_cast<float>(n_rot));
   const int32_t half = n_rot / 2;
   for (int32_t h = 0; h < n_heads; ++h) {
     float* v = x + static_cast<int64_t>(h) * head_dim;
     float theta = static_cast<float>(pos) * freq_scale;
     for (int32_t i = 0; i < half; ++i) {
-      const float c = std::cos(theta), s = std::sin(theta);
+      const float angle = freq_factors ? theta / freq_factors[i] : theta;
+      const float c = std::cos(angle), s = std::sin(angle);
       const int32_t a = layout == RopeLayout::adjacent_pairs ? 2 * i : i;
       const int32_t b = layout == RopeLayout::adjacent_pairs ? 2 * i + 1 : i + half;
       const float x0 = v[a], x1 = v[b];

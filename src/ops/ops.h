@@ -15,6 +15,10 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps);
 // theta_i = pos * freq_scale * base^(-2i/n_rot).
 void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int32_t pos, float freq_base,
           float freq_scale, RopeLayout layout);
+// The same with per-pair frequency factors (LLaMA 3 rope scaling; llama.cpp's rope_freqs tensor):
+// theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factors[i]; null means all ones.
+void rope(float* x, int32_t n_heads, int32_t head_dim, int32_t n_rot, int32_t pos, float freq_base,
+          float freq_scale, RopeLayout layout, const float* freq_factors);
 
 // gate[i] = silu(gate[i]) * up[i]
 void swiglu(float* gate, const float* up, int64_t n);

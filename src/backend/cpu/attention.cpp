@@ -75,8 +75,9 @@ void run_task(const Job& job, int ith, int64_t task) {
   const int32_t t = static_cast<int32_t>(item / s.n_head_kv);
   const int32_t g = static_cast<int32_t>(item % s.n_head_kv);
   const int32_t n_kv = a.pos0 + t + 1;
-  const int32_t chunk = (n_kv + job.n_split - 1) / job.n_split;
-  const int32_t j0 = std::min(n_kv, part * chunk), j1 = std::min(n_kv, j0 + chunk);
+  const int32_t first = attention_first_key(a, a.pos0 + t);
+  const int32_t chunk = (n_kv - first + job.n_split - 1) / job.n_split;
+  const int32_t j0 = std::min(n_kv, first + part * chunk), j1 = std::min(n_kv, j0 + chunk);
 
   float* buf = job.scratch->thread_buffer(ith);
   const size_t q_floats = pad16(static_cast<size_t>(rows) * static_cast<size_t>(hd));
@@ -217,6 +218,7 @@ void reference_row(const AttentionArgs& a, const AttentionShape& s, float* buf, 
                    int32_t h) {
   const int32_t hd = s.head_dim, g = h / (s.n_head / s.n_head_kv);
   const int32_t n_kv = a.pos0 + t + 1;
+  const int32_t first = attention_first_key(a, a.pos0 + t);
   const float* q = a.q + t * a.q_stride + int64_t{h} * hd;
   float* out = a.out + t * a.out_stride + int64_t{h} * hd;
   float* qf = buf;                                     // hd floats, or hd / 32 Q8_0 blocks
@@ -259,7 +261,7 @@ void reference_row(const AttentionArgs& a, const AttentionShape& s, float* buf, 
   std::fill(out, out + hd, 0.0f);
   float m = kNegInf, l = 0.0f;
   if (s.kv_type == TensorType::F16) {
-    for (int32_t j = 0; j < n_kv; ++j) {
+    for (int32_t j = first; j < n_kv; ++j) {
       const float sc = score(j);
       if (sc > m) {
         l *= std::exp(m - sc);  // 0 for the first key (m = -inf)
@@ -268,14 +270,14 @@ void reference_row(const AttentionArgs& a, const AttentionShape& s, float* buf, 
       l += std::exp(sc - m);
     }
     const float inv = 1.0f / l;
-    for (int32_t j = 0; j < n_kv; ++j) {
+    for (int32_t j = first; j < n_kv; ++j) {
       const float w = fp16_to_f32(f32_to_fp16(std::exp(score(j) - m) * inv));
       const float* v = value(j);
       for (int32_t d = 0; d < hd; ++d) out[d] += w * v[d];
     }
     return;
   }
-  for (int32_t j = 0; j < n_kv; ++j) {
+  for (int32_t j = first; j < n_kv; ++j) {
     const float sc = score(j);
     if (sc > m) {
       const float corr = std::exp(m - sc);  // 0 for the first key (m = -inf)
@@ -386,7 +388,8 @@ void attention(ThreadPool& pool, const AttentionArgs& args, AttentionScratch& sc
   const int64_t n_items = int64_t{args.n_tokens} * s.n_head_kv;
   if (nth > 1 && n_items < 4 * int64_t{nth}) {
     const int64_t want = (4 * int64_t{nth} + n_items - 1) / n_items;
-    const int64_t longest = int64_t{args.pos0} + args.n_tokens;
+    int64_t longest = int64_t{args.pos0} + args.n_tokens;
+    if (args.window > 0) longest = std::min<int64_t>(longest, args.window);
     const int64_t room = int64_t{AttentionScratch::kMaxTasksPerThread} * nth / n_items;
     const int64_t split = std::min({want, longest / std::max(1, scratch.min_split_keys), room});
     job.n_split = static_cast<int32_t>(std::max<int64_t>(1, split));

@@ -49,7 +49,9 @@ size_t kv_row_bytes(TensorType type, int64_t kv_dim);
 void kv_store_row(TensorType type, const float* src, void* dst, int64_t kv_dim);
 
 // One call: n_tokens queries at positions pos0 .. pos0 + n_tokens - 1; token t sees cache rows
-// 0 .. pos0 + t (those rows must already hold its own key and value).
+// 0 .. pos0 + t (those rows must already hold its own key and value), or with a sliding window
+// W > 0 only the last W of them, rows pos0 + t - W + 1 .. pos0 + t (Mistral; HF's and llama.cpp's
+// masks both keep query position - key position < W).
 struct AttentionArgs {
   const float* q = nullptr;  // token t, head h: q + t * q_stride + h * head_dim
   int64_t q_stride = 0;
@@ -61,7 +63,13 @@ struct AttentionArgs {
   float* out = nullptr;  // token t, head h: out + t * out_stride + h * head_dim
   int64_t out_stride = 0;
   float scale = 1.0f;  // applied to Q.K
+  int32_t window = 0;  // sliding window in positions; 0: none
 };
+
+// First cache row that a query at position `pos` sees.
+inline int32_t attention_first_key(const AttentionArgs& a, int32_t pos) {
+  return a.window > 0 && pos >= a.window ? pos - a.window + 1 : 0;
+}
 
 // Buffers for one shape and thread count, allocated once (a Context holds one): per-thread query
 // conversions, one score tile per head of a group, and the partial results of split key ranges.
