@@ -239,6 +239,9 @@ Result<HfConvertResult> convert_hf_to_gguf(const std::string& dir, const std::st
     return Error{fmt::format("convert: output type {} is not supported (f32, f16, bf16, q8_0)",
                              tensor_type_name(opt.type))};
   }
+  if (!is_hf_model_dir(dir)) {
+    return Error{dir + ": not a Hugging Face model folder (no config.json)"};
+  }
   // Loading the folder first checks everything (config, tokenizer, every tensor's shape and
   // dtype) before a byte is written.
   auto model = Model::load(dir);
