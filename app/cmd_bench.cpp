@@ -227,7 +227,7 @@ void register_bench(CLI::App& app, CommandFn& selected) {
   CLI::App* cmd =
       app.add_subcommand("bench", "Prompt-processing and generation speed (llama-bench semantics)");
   cmd->add_option("-m,--model", opt->models,
-                  "GGUF model(s), comma-separated (default: $KANDIL_MODEL)");
+                  "GGUF model(s) or HF folder(s), comma-separated (default: $KANDIL_MODEL)");
   cmd->add_option("-p,--n-prompt", opt->prompts, "Prompt sizes, comma-separated (0: none)")
       ->capture_default_str();
   cmd->add_option("-n,--n-gen", opt->gens, "Generation lengths, comma-separated (0: none)")

@@ -144,7 +144,8 @@ int run_info(const InfoOptions& opt) {
 
 void register_info(CLI::App& app, CommandFn& selected) {
   auto opt = std::make_shared<InfoOptions>();
-  CLI::App* cmd = app.add_subcommand("info", "Show a GGUF file's (or HF folder's) metadata, tensors and totals");
+  CLI::App* cmd = app.add_subcommand(
+      "info", "Show a GGUF file's (or HF folder's) metadata, tensors and totals");
   cmd->add_option("model", opt->model, "GGUF file or Hugging Face model folder")->required();
   cmd->add_flag("--json", opt->json, "Print one JSON object");
   cmd->add_option("--max-items", opt->max_items, "Array items shown before summarising")

@@ -7,6 +7,7 @@
 #include "app/common.h"
 #include "app/util.h"
 #include "kandil/gguf.h"
+#include "kandil/hf.h"
 #include "kandil/tokenizer.h"
 
 namespace kandil::app {
@@ -20,10 +21,15 @@ struct TokenizeOptions {
 int run_tokenize(const TokenizeOptions& opt) {
   auto path = resolve_model_path(opt.model);
   if (!path.ok()) return fail(path.error());
-  // Only the vocabulary is needed: vocab-only GGUF files work too.
-  auto file = GgufFile::open(*path);
-  if (!file.ok()) return fail(file.error());
-  auto tok = Tokenizer::from_gguf(*file);
+  // Only the vocabulary is needed: vocab-only GGUF files work too, and HF folders.
+  Result<std::unique_ptr<Tokenizer>> tok = Error{""};
+  if (is_hf_model_dir(*path)) {
+    tok = load_hf_tokenizer(*path);
+  } else {
+    auto file = GgufFile::open(*path);
+    if (!file.ok()) return fail(file.error());
+    tok = Tokenizer::from_gguf(*file);
+  }
   if (!tok.ok()) return fail(tok.error());
   std::string text = opt.text;
   if (!opt.file.empty()) {
@@ -52,7 +58,8 @@ void register_tokenize(CLI::App& app, CommandFn& selected) {
   auto opt = std::make_shared<TokenizeOptions>();
   CLI::App* cmd =
       app.add_subcommand("tokenize", "Convert text to token ids with a model's tokenizer");
-  cmd->add_option("-m,--model", opt->model, "GGUF model or vocab file (default: $KANDIL_MODEL)");
+  cmd->add_option("-m,--model", opt->model,
+                  "GGUF model or vocab file, or HF model folder (default: $KANDIL_MODEL)");
   auto* text = cmd->add_option("text", opt->text, "Text to tokenize");
   auto* file = cmd->add_option("-f,--file", opt->file, "Read the text from a file");
   text->excludes(file);

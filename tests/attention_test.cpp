@@ -28,6 +28,7 @@ using cpu::KernelChoice;
 struct Data {
   AttentionShape shape;
   int32_t n_ctx = 0, n_tokens = 0;
+  int32_t window = 0;  // sliding window (0: none)
   size_t row_bytes = 0;
   std::vector<uint8_t> k, v;
   std::vector<float> q;
@@ -69,6 +70,7 @@ AttentionArgs args_for(const Data& d, int32_t pos0, std::vector<float>& out) {
   a.out = out.data();
   a.out_stride = q_dim;
   a.scale = 1.0f / std::sqrt(static_cast<float>(d.shape.head_dim));
+  a.window = d.window;
   return a;
 }
 
@@ -118,9 +120,11 @@ std::vector<double> naive(const Data& d, int32_t pos0) {
         tr->to_float(q8.data(), qr.data(), hd);
       }
       const int n_kv = pos0 + t + 1;
+      // Sliding window: only keys with query position - key position < window.
+      const int j0 = d.window > 0 ? std::max(0, n_kv - d.window) : 0;
       std::vector<double> sc(static_cast<size_t>(n_kv));
       double mx = -1e300;
-      for (int j = 0; j < n_kv; ++j) {
+      for (int j = j0; j < n_kv; ++j) {
         tr->to_float(&d.k[static_cast<size_t>(j) * d.row_bytes], kf.data(), kv_dim);
         double dot = 0;
         for (int i = 0; i < hd; ++i) {
@@ -130,9 +134,11 @@ std::vector<double> naive(const Data& d, int32_t pos0) {
         mx = std::max(mx, sc[static_cast<size_t>(j)]);
       }
       double sum = 0;
-      for (double& e : sc) sum += (e = std::exp(e - mx));
+      for (int j = j0; j < n_kv; ++j) {
+        sum += (sc[static_cast<size_t>(j)] = std::exp(sc[static_cast<size_t>(j)] - mx));
+      }
       double* o = out.data() + t * q_dim + h * hd;
-      for (int j = 0; j < n_kv; ++j) {
+      for (int j = j0; j < n_kv; ++j) {
         tr->to_float(&d.v[static_cast<size_t>(j) * d.row_bytes], vf.data(), kv_dim);
         for (int i = 0; i < hd; ++i) {
           o[i] += sc[static_cast<size_t>(j)] / sum * vf[static_cast<size_t>(h / group * hd + i)];
@@ -247,6 +253,41 @@ TEST(Attention, PrefillMatchesReference) {
                 << type_name(type) << " hd " << sh.hd << " heads " << sh.n_head << "/"
                 << sh.n_head_kv << " pos0 " << b.pos0 << " tokens " << b.n_tokens << " isa "
                 << cpu::attention_isa(shape, choice);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Sliding window (Mistral): decode and prefill batches whose rows start inside and outside the
+// window, split key ranges included; the reference against float64, the kernels against it.
+TEST(Attention, SlidingWindowMatchesReference) {
+  struct Batch {
+    int32_t pos0, n_tokens, window;
+  };
+  for (TensorType type : kTypes) {
+    for (const Shape& sh : shapes_for(type)) {
+      const AttentionShape shape{sh.n_head, sh.n_head_kv, sh.hd, type};
+      for (Batch b : {Batch{0, 12, 5}, Batch{299, 1, 64}, Batch{40, 9, 16}, Batch{3, 2, 100},
+                      Batch{500, 1, 1}}) {
+        Data d = make_data(shape, b.pos0 + b.n_tokens, b.n_tokens,
+                           static_cast<uint32_t>(b.pos0 + b.window + sh.hd));
+        d.window = b.window;
+        const std::vector<float> ref = run_reference(d, b.pos0);
+        EXPECT_LT(max_diff(ref, naive(d, b.pos0)), tolerance(type)) << type_name(type);
+        Data full = d;
+        full.window = 0;
+        if (b.pos0 + b.n_tokens > b.window) {  // the window must matter
+          EXPECT_GT(max_diff(run_reference(full, b.pos0), naive(d, b.pos0)), 1e-3);
+        }
+        for (KernelChoice choice : choices()) {
+          for (int threads : {1, 3}) {
+            const auto out = run_kernel(d, b.pos0, threads, choice, 4);
+            EXPECT_LT(max_diff(out, ref), tolerance(type))
+                << type_name(type) << " hd " << sh.hd << " pos0 " << b.pos0 << " tokens "
+                << b.n_tokens << " window " << b.window << " isa "
+                << cpu::attention_isa(shape, choice) << " threads " << threads;
           }
         }
       }

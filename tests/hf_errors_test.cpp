@@ -55,10 +55,14 @@ TEST(HfErrors, ConfigJson) {
       {[](json& c) { c["architectures"] = json::array({"GPT2LMHeadModel"}); },
        {"GPT2LMHeadModel", "not supported", "Qwen3ForCausalLM"}},
       {[](json& c) { c.erase("architectures"); }, {"'architectures'"}},
-      {[](json& c) { c["rope_scaling"] = {{"type", "yarn"}, {"factor", 4}}; },
+      {[](json& c) {
+         c["rope_scaling"] = {{"type", "yarn"}, {"factor", 4}};
+       },
        {"rope_scaling", "yarn"}},
       {[](json& c) {
-         c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8}, {"low_freq_factor", 4},
+         c["rope_scaling"] = {{"rope_type", "llama3"},
+                              {"factor", 8},
+                              {"low_freq_factor", 4},
                               {"high_freq_factor", 1}};
        },
        {"high_freq_factor"}},
@@ -106,7 +110,8 @@ void rewrite_weights(const std::string& dir, const std::string& victim, const st
     } else if (how == "i32") {
       ASSERT_TRUE(w.add(t.name, SafetensorsDType::I32, t.shape, t.data, t.nbytes).ok());
     } else if (how == "rename") {
-      ASSERT_TRUE(w.add("model.layers.0.mlp.experts.0.w1", t.dtype, t.shape, t.data, t.nbytes).ok());
+      ASSERT_TRUE(
+          w.add("model.layers.0.mlp.experts.0.w1", t.dtype, t.shape, t.data, t.nbytes).ok());
     }
   }
   auto f2 = std::move(*f);  // keep the mapping alive until the new file is written
@@ -205,8 +210,8 @@ TEST(HfConfig, Llama3FactorsFollowTheFormula) {
   c.original_max_position_embeddings = 8192;
   auto f = hf::llama3_rope_factors(c);
   ASSERT_EQ(f.size(), 64u);
-  EXPECT_FLOAT_EQ(f[0], 1.0f);    // high frequency: untouched
-  EXPECT_FLOAT_EQ(f[63], 8.0f);   // low frequency: divided by the factor
+  EXPECT_FLOAT_EQ(f[0], 1.0f);   // high frequency: untouched
+  EXPECT_FLOAT_EQ(f[63], 8.0f);  // low frequency: divided by the factor
   for (size_t i = 1; i < f.size(); ++i) EXPECT_GE(f[i], f[i - 1]);  // smooth, monotone blend
   auto cfg = hf::parse_config(
       R"({"architectures":["Qwen3ForCausalLM"],"vocab_size":10,"hidden_size":8,

@@ -214,8 +214,8 @@ TEST(HfModel, Bf16AndF16FoldersLoadZeroCopyAndConvert) {
       EXPECT_LT(max_abs_diff(logits[t].data(), ref[t]), 4e-2) << "pos " << t;
     }
     // Exact widening to F32, and the same type kept as is (memcpy of the rows).
-    for (TensorType type : {TensorType::F32, dt == SafetensorsDType::BF16 ? TensorType::BF16
-                                                                          : TensorType::F16}) {
+    for (TensorType type :
+         {TensorType::F32, dt == SafetensorsDType::BF16 ? TensorType::BF16 : TensorType::F16}) {
       HfConvertOptions opt;
       opt.type = type;
       const std::string out = dir + "/../out.gguf";

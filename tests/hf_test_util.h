@@ -82,8 +82,8 @@ inline int write_tokenizer(const std::string& dir, bool qwen_pre) {
   json vocab = json::object();
   for (int b = 0; b < 256; ++b) vocab[byte_token(static_cast<uint8_t>(b))] = b;
   const std::vector<std::pair<std::string, std::string>> merges = {
-      {"h", "e"}, {"l", "l"}, {"Ġ", "t"}, {"Ġt", "he"}, {"o", "r"}, {"Ġ", "w"}, {"Ġw", "or"},
-      {"ll", "o"}, {"he", "llo"}, {"Ġ", "a"}, {"i", "n"}, {"Ġ", "in"}};
+      {"h", "e"},   {"l", "l"},  {"Ġ", "t"},    {"Ġt", "he"}, {"o", "r"}, {"Ġ", "w"},
+      {"Ġw", "or"}, {"ll", "o"}, {"he", "llo"}, {"Ġ", "a"},   {"i", "n"}, {"Ġ", "in"}};
   int id = 256;
   json merge_list = json::array();
   for (const auto& [a, b] : merges) {
@@ -196,7 +196,8 @@ inline HfWeights write_hf_model(const std::string& dir, const HfSpec& s) {
     }
     return out;
   };
-  const double se = 1.0 / std::sqrt(s.E), sf = 1.0 / std::sqrt(s.F), sq = 1.0 / std::sqrt(s.H * s.D);
+  const double se = 1.0 / std::sqrt(s.E), sf = 1.0 / std::sqrt(s.F),
+               sq = 1.0 / std::sqrt(s.H * s.D);
   w.embd = add("model.embed_tokens.weight", {s.V, s.E}, 0, 1);
   for (int l = 0; l < s.L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -289,7 +290,8 @@ inline std::vector<std::vector<double>> hf_reference_logits(const HfWeights& w,
     x[size_t(t)].assign(row, row + s.E);
   }
   for (const auto& l : w.layers) {
-    std::vector<Vec> q(static_cast<size_t>(T)), k(static_cast<size_t>(T)), v(static_cast<size_t>(T));
+    std::vector<Vec> q(static_cast<size_t>(T)), k(static_cast<size_t>(T)),
+        v(static_cast<size_t>(T));
     for (int t = 0; t < T; ++t) {
       Vec h(size_t(s.E));
       rmsnorm(x[size_t(t)].data(), l.in_norm.data(), h.data(), s.E);

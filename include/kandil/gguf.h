@@ -159,7 +159,7 @@ class GgufWriter {
     TensorType type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> data;
-    FillFn fill;      // deferred tensors: data is empty
+    FillFn fill;  // deferred tensors: data is empty
     size_t nbytes = 0;
   };
   Result<void> check_tensor(const std::string& name, TensorType type,

@@ -10,16 +10,22 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "kandil/result.h"
 #include "kandil/tensor_type.h"
+#include "kandil/tokenizer.h"
 
 namespace kandil {
 
 // Whether `path` is a folder holding config.json.
 bool is_hf_model_dir(const std::string& path);
+
+// The tokenizer of an HF folder (tokenizer.json + tokenizer_config.json; config.json for the
+// vocabulary size), without the weights.
+Result<std::unique_ptr<Tokenizer>> load_hf_tokenizer(const std::string& dir);
 
 struct HfConvertOptions {
   // Matrices: F32, F16, BF16 or Q8_0 (a matrix whose rows do not split into Q8_0 blocks falls

@@ -42,9 +42,9 @@ struct ModelConfig {
   // Per-pair RoPE frequency divisors (n_rot / 2 values; LLaMA 3 rope scaling, the GGUF's
   // rope_freqs.weight); empty: none.
   std::vector<float> rope_freq_factors;
-  bool qkv_bias = false;        // Q/K/V projections add a bias (Qwen2)
-  bool qk_norm = false;         // per-head RMSNorm of Q and K before RoPE (Qwen3)
-  int32_t sliding_window = 0;   // attention sees the last this-many positions (Mistral); 0: all
+  bool qkv_bias = false;       // Q/K/V projections add a bias (Qwen2)
+  bool qk_norm = false;        // per-head RMSNorm of Q and K before RoPE (Qwen3)
+  int32_t sliding_window = 0;  // attention sees the last this-many positions (Mistral); 0: all
   std::string source_format = "gguf";  // "gguf" or "hf" (a Hugging Face folder)
 };
 

@@ -63,7 +63,8 @@ class Reader {
   Result<bool> boolean(const char* key, bool fallback) const {
     auto it = j_.find(key);
     if (it == j_.end() || it->is_null()) return fallback;
-    if (!it->is_boolean()) return error(key, fmt::format("must be true or false, got {}", it->dump()));
+    if (!it->is_boolean())
+      return error(key, fmt::format("must be true or false, got {}", it->dump()));
     return it->get<bool>();
   }
 
@@ -154,8 +155,9 @@ Result<HfConfig> parse_config_impl(std::string_view text, const std::string& fil
   KANDIL_TRY(c.n_head, r.integer("num_attention_heads", std::nullopt, 1, 4096));
   KANDIL_TRY(c.n_head_kv, r.integer("num_key_value_heads", c.n_head, 1, c.n_head));
   if (c.n_head % c.n_head_kv != 0) {
-    return Error{fmt::format("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                             file, c.n_head, c.n_head_kv)};
+    return Error{
+        fmt::format("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", file,
+                    c.n_head, c.n_head_kv)};
   }
   // Qwen3's config class defaults head_dim to 128; the others derive it.
   std::optional<int64_t> default_head_dim;
@@ -226,10 +228,10 @@ Result<HfConfig> read_config(const std::string& dir) {
 }
 
 std::vector<float> llama3_rope_factors(const HfConfig& c) {
-  const double low_wavelen = static_cast<double>(c.original_max_position_embeddings) /
-                             c.low_freq_factor;
-  const double high_wavelen = static_cast<double>(c.original_max_position_embeddings) /
-                              c.high_freq_factor;
+  const double low_wavelen =
+      static_cast<double>(c.original_max_position_embeddings) / c.low_freq_factor;
+  const double high_wavelen =
+      static_cast<double>(c.original_max_position_embeddings) / c.high_freq_factor;
   std::vector<float> factors;
   for (int64_t i = 0; i < c.head_dim; i += 2) {
     const double freq =

@@ -42,7 +42,7 @@ constexpr std::pair<std::string_view, std::string_view> kGlobalNames[] = {
 
 // "<prefix><digits>.<rest>" -> (layer, rest).
 std::optional<std::pair<int64_t, std::string_view>> split_layer(std::string_view name,
-                                                                 std::string_view prefix) {
+                                                                std::string_view prefix) {
   if (name.substr(0, prefix.size()) != prefix) return std::nullopt;
   name.remove_prefix(prefix.size());
   size_t i = 0;
@@ -137,6 +137,17 @@ bool is_hf_model_dir(const std::string& path) {
          std::filesystem::is_regular_file(path + "/config.json", ec);
 }
 
+Result<std::unique_ptr<Tokenizer>> load_hf_tokenizer(const std::string& dir) {
+  auto cfg = hf::read_config(dir);
+  if (!cfg.ok()) return cfg.error();
+  GgufWriter w;
+  if (auto r = hf::write_tokenizer_metadata(dir, *cfg, w); !r.ok()) return r.error();
+  const std::vector<uint8_t> bytes = w.serialize();
+  auto file = GgufFile::parse(bytes.data(), bytes.size(), dir + "/tokenizer.json");
+  if (!file.ok()) return file.error();
+  return hf::load_hf_tokenizer(*file);
+}
+
 Result<void> load_hf_model(const std::string& dir, Model::Impl& m) {
   auto cfg = hf::read_config(dir);
   if (!cfg.ok()) return cfg.error();
@@ -214,7 +225,7 @@ std::pair<int64_t, std::string> order_key(const std::string& gguf_name) {
   if (gguf_name == "rope_freqs.weight") return {-2, gguf_name};
   if (gguf_name == "token_embd.weight") return {-1, gguf_name};
   if (auto l = std::string_view(gguf_name).substr(0, 4) == "blk." ? gguf_name.find('.', 4)
-                                                                   : std::string::npos;
+                                                                  : std::string::npos;
       l != std::string::npos) {
     return {std::stoll(gguf_name.substr(4, l - 4)), gguf_name};
   }
@@ -234,8 +245,8 @@ int64_t permuted_source_row(int64_t row, int64_t head_dim) {
 
 Result<HfConvertResult> convert_hf_to_gguf(const std::string& dir, const std::string& output,
                                            const HfConvertOptions& opt) {
-  if (opt.type != TensorType::F32 && opt.type != TensorType::F16 &&
-      opt.type != TensorType::BF16 && opt.type != TensorType::Q8_0) {
+  if (opt.type != TensorType::F32 && opt.type != TensorType::F16 && opt.type != TensorType::BF16 &&
+      opt.type != TensorType::Q8_0) {
     return Error{fmt::format("convert: output type {} is not supported (f32, f16, bf16, q8_0)",
                              tensor_type_name(opt.type))};
   }
@@ -298,7 +309,8 @@ Result<HfConvertResult> convert_hf_to_gguf(const std::string& dir, const std::st
     const bool permute = res.permuted_qk && (is_q || is_k);
     const int64_t head_dim = mc.head_dim;
     const std::string name = it.gguf;
-    auto fill = [v, out, permute, head_dim, name, &opt, &done, total](uint8_t* dst) -> Result<void> {
+    auto fill = [v, out, permute, head_dim, name, &opt, &done,
+                 total](uint8_t* dst) -> Result<void> {
       const ops::TypeTraits* src_t = ops::type_traits(v.type);
       const ops::TypeTraits* dst_t = ops::type_traits(out);
       const int64_t n_in = v.ne[0], rows = v.ne[1];

@@ -65,7 +65,8 @@ void collect_pre(const json& p, std::vector<std::string>& regexes, bool& byte_le
 Result<std::string> pre_tokenizer_name(const json& tok, const std::string& file) {
   std::vector<std::string> regexes;
   bool byte_level_regex = false, byte_level = false;
-  if (tok.contains("pre_tokenizer")) collect_pre(tok["pre_tokenizer"], regexes, byte_level_regex, byte_level);
+  if (tok.contains("pre_tokenizer"))
+    collect_pre(tok["pre_tokenizer"], regexes, byte_level_regex, byte_level);
   if (!byte_level) {
     return Error{file + ": pre_tokenizer has no ByteLevel step (only byte-level BPE is supported)"};
   }
@@ -115,7 +116,7 @@ bool post_processor_adds_bos(const json& p) {
 
 namespace {
 Result<void> write_tokenizer_metadata_impl(const std::string& dir, const HfConfig& c,
-                                          GgufWriter& w) {
+                                           GgufWriter& w) {
   const std::string file = dir + "/tokenizer.json";
   auto tok_r = read_json(file, true);
   if (!tok_r.ok()) return tok_r.error();
@@ -175,7 +176,8 @@ Result<void> write_tokenizer_metadata_impl(const std::string& dir, const HfConfi
         return Error{file + ": an entry of 'added_tokens' lacks 'content' or 'id'"};
       }
       const std::string text = a["content"];
-      const TokenKind kind = bool_of(a, "special", false) ? TokenKind::control : TokenKind::user_defined;
+      const TokenKind kind =
+          bool_of(a, "special", false) ? TokenKind::control : TokenKind::user_defined;
       if (auto r = place(text, a["id"], kind); !r.ok()) return r;
       added[text] = a["id"].get<int64_t>();
     }
@@ -195,8 +197,8 @@ Result<void> write_tokenizer_metadata_impl(const std::string& dir, const HfConfi
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
     } else {
-      return Error{fmt::format("{}: merge #{} is neither \"a b\" nor [\"a\", \"b\"]", file,
-                               merges.size())};
+      return Error{
+          fmt::format("{}: merge #{} is neither \"a b\" nor [\"a\", \"b\"]", file, merges.size())};
     }
   }
 
