@@ -101,5 +101,28 @@ TEST(Ops, RopeAngleFollowsFrequencyBaseAndLinearScaling) {
   EXPECT_NE(pr[0], p[0]);
 }
 
+TEST(Ops, RopeFrequencyFactorsDivideEachPairsAngle) {
+  // LLaMA 3 scaling: theta_i = pos * base^(-2i/d) / factor_i, for both layouts.
+  const int d = 8;
+  const float factors[d / 2] = {1.0f, 2.0f, 4.5f, 8.0f};
+  for (RopeLayout layout : {RopeLayout::adjacent_pairs, RopeLayout::split_half}) {
+    for (int i = 0; i < d / 2; ++i) {
+      std::vector<float> v(d, 0.0f);
+      const int a = layout == RopeLayout::adjacent_pairs ? 2 * i : i;
+      const int b = layout == RopeLayout::adjacent_pairs ? 2 * i + 1 : i + d / 2;
+      v[static_cast<size_t>(a)] = 1.0f;
+      ops::rope(v.data(), 1, d, d, 7, 10000.0f, 1.0f, layout, factors);
+      const double theta = 7 * std::pow(10000.0, -2.0 * i / d) / factors[i];
+      EXPECT_NEAR(v[static_cast<size_t>(a)], std::cos(theta), 1e-5) << i;
+      EXPECT_NEAR(v[static_cast<size_t>(b)], std::sin(theta), 1e-5) << i;
+    }
+    // Null factors: the plain rotation.
+    auto q = random_vector(d, 3);
+    auto r = q;
+    ops::rope(r.data(), 1, d, d, 5, 10000.0f, 1.0f, layout, nullptr);
+    EXPECT_EQ(r, roped(q, 5, layout));
+  }
+}
+
 }  // namespace
 }  // namespace kandil

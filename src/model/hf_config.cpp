@@ -193,11 +193,13 @@ Result<HfConfig> parse_config_impl(std::string_view text, const std::string& fil
     KANDIL_TRY(c.attention_bias, r.boolean("attention_bias", false));
   }
   c.qk_norm = c.arch == "qwen3";
+  // Fallbacks for tokenizer_config.json's special tokens; lists and ids outside the vocabulary
+  // (seen in the wild) are left to the tokenizer files.
   for (const char* key : {"bos_token_id", "eos_token_id"}) {
     auto it = j.find(key);
-    if (it == j.end() || it->is_null() || it->is_array()) continue;  // lists: tokenizer decides
-    int64_t id = 0;
-    KANDIL_TRY(id, r.integer(key, 0, 0, c.vocab_size - 1));
+    if (it == j.end() || !it->is_number_integer()) continue;
+    const int64_t id = it->get<int64_t>();
+    if (id < 0 || id >= c.vocab_size) continue;
     (std::string_view(key) == "bos_token_id" ? c.bos_token_id : c.eos_token_id) = id;
   }
   return c;
