@@ -2,10 +2,12 @@
 // unsupported dtypes: clear errors naming the file and the key or tensor, never a crash.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "hf_test_util.h"
+#include "kandil/gguf.h"
 #include "kandil/hf.h"
 #include "kandil/model.h"
 #include "model/hf_internal.h"
@@ -183,6 +185,53 @@ TEST(HfErrors, ConvertRejectsNonFolderAndBadType) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("not supported"), std::string::npos);
   EXPECT_FALSE(is_hf_model_dir(testing::temp_dir() + "/nope"));
+}
+
+// The streaming writer behind convert: deferred tensors give the same bytes as copied ones, and
+// a failing fill leaves no file behind.
+TEST(GgufWriterDeferred, StreamsTheSameBytesAndFailsCleanly) {
+  std::vector<float> a(96), b(40);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i) * 0.5f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = -static_cast<float>(i);
+  GgufWriter copied, deferred;
+  for (GgufWriter* w : {&copied, &deferred}) {
+    w->set_string("general.architecture", "llama");
+    w->set_alignment(64);
+  }
+  ASSERT_TRUE(copied.add_tensor("a", TensorType::F32, {32, 3}, a.data(), a.size() * 4).ok());
+  ASSERT_TRUE(copied.add_tensor("b", TensorType::F32, {40}, b.data(), b.size() * 4).ok());
+  auto fill_from = [](const std::vector<float>& v) {
+    return [&v](uint8_t* dst) -> Result<void> {
+      std::memcpy(dst, v.data(), v.size() * 4);
+      return {};
+    };
+  };
+  ASSERT_TRUE(deferred.add_tensor_deferred("a", TensorType::F32, {32, 3}, fill_from(a)).ok());
+  ASSERT_TRUE(deferred.add_tensor_deferred("b", TensorType::F32, {40}, fill_from(b)).ok());
+  EXPECT_FALSE(deferred.add_tensor_deferred("b", TensorType::F32, {40}, fill_from(b)).ok());
+  EXPECT_FALSE(deferred.add_tensor_deferred("c", TensorType::Q8_0, {40}, fill_from(b)).ok());
+  EXPECT_EQ(copied.serialize(), deferred.serialize());
+  const std::string path = testing::temp_dir() + "/d.gguf";
+  ASSERT_TRUE(deferred.write_file(path).ok());
+  const std::vector<uint8_t> expect = copied.serialize();
+  EXPECT_EQ(testing::read_file(path), std::string(expect.begin(), expect.end()));
+  auto f = GgufFile::open(path);
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(reinterpret_cast<const float*>(f->find_tensor("b")->data)[3], -3.0f);
+
+  GgufWriter failing;
+  ASSERT_TRUE(failing
+                  .add_tensor_deferred("x", TensorType::F32, {4},
+                                       [](uint8_t*) -> Result<void> { return Error{"boom"}; })
+                  .ok());
+  const std::string bad = testing::temp_dir() + "/bad.gguf";
+  auto r = failing.write_file(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("boom"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(bad));
+  EXPECT_FALSE(std::filesystem::exists(bad + ".tmp"));
+  EXPECT_TRUE(failing.serialize().empty());
+  EXPECT_FALSE(failing.write_file(testing::temp_dir() + "/no/such/dir/x.gguf").ok());
 }
 
 TEST(HfNames, RoundTrip) {
