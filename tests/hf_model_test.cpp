@@ -233,6 +233,31 @@ TEST(HfModel, Bf16AndF16FoldersLoadZeroCopyAndConvert) {
   }
 }
 
+// An odd-length F16 norm (hidden size 33) leaves the next F32 matrix at an offset that is not a
+// multiple of 4: the loader copies such tensors into aligned storage; results are unchanged.
+TEST(HfModel, MisalignedTensorsAreRealigned) {
+  HfSpec s;
+  s.E = 33;
+  s.explicit_head_dim = true;  // 4 heads x 16
+  s.vector_dtype = SafetensorsDType::F16;
+  const std::string dir = testing::temp_dir() + "/hf";
+  std::filesystem::create_directories(dir);
+  const testing::HfWeights w = testing::write_hf_model(dir, s);
+  auto st = SafetensorsFile::open(dir + "/model.safetensors");
+  ASSERT_TRUE(st.ok());
+  bool misaligned = false;
+  for (const auto& t : st->tensors()) {
+    misaligned = misaligned ||
+                 (t.dtype == SafetensorsDType::F32 && reinterpret_cast<uintptr_t>(t.data) % 4 != 0);
+  }
+  EXPECT_TRUE(misaligned) << "the test needs a misaligned F32 tensor";
+  auto ref = testing::hf_reference_logits(w, kTokens);
+  auto logits = batch_logits(load(dir));
+  for (size_t t = 0; t < kTokens.size(); ++t) {
+    EXPECT_LT(max_abs_diff(logits[t].data(), ref[t]), 2e-3) << "pos " << t;
+  }
+}
+
 TEST(HfModel, ConvertQ8_0) {
   HfSpec s;
   const std::string dir = testing::temp_dir() + "/hf";

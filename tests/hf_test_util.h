@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@ struct HfSpec {
   double eps = 1e-6;
   bool tied = false;
   SafetensorsDType dtype = SafetensorsDType::F32;
+  std::optional<SafetensorsDType> vector_dtype;  // norms and biases (default: dtype)
   uint32_t seed = 7;
   bool qwen_pre = false;  // qwen2 pre-tokenizer regex instead of llama3's
 };
@@ -178,13 +180,14 @@ inline HfWeights write_hf_model(const std::string& dir, const HfSpec& s) {
     std::vector<float> v(static_cast<size_t>(n));
     for (float& x : v) x = static_cast<float>(mean) + dist(rng);
     HfWeights::Mat out(v.size());
-    if (s.dtype == SafetensorsDType::F32) {
-      EXPECT_TRUE(st.add(name, s.dtype, shape, v.data(), v.size() * 4).ok());
+    const SafetensorsDType dtype = shape.size() == 1 && s.vector_dtype ? *s.vector_dtype : s.dtype;
+    if (dtype == SafetensorsDType::F32) {
+      EXPECT_TRUE(st.add(name, dtype, shape, v.data(), v.size() * 4).ok());
       for (size_t i = 0; i < v.size(); ++i) out[i] = v[i];
     } else {
       std::vector<uint16_t> h(v.size());
       for (size_t i = 0; i < v.size(); ++i) {
-        if (s.dtype == SafetensorsDType::F16) {
+        if (dtype == SafetensorsDType::F16) {
           h[i] = f32_to_fp16(v[i]);
           out[i] = fp16_to_f32(h[i]);
         } else {
@@ -192,7 +195,7 @@ inline HfWeights write_hf_model(const std::string& dir, const HfSpec& s) {
           out[i] = bf16_to_f32(h[i]);
         }
       }
-      EXPECT_TRUE(st.add(name, s.dtype, shape, h.data(), h.size() * 2).ok());
+      EXPECT_TRUE(st.add(name, dtype, shape, h.data(), h.size() * 2).ok());
     }
     return out;
   };

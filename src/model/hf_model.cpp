@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 
@@ -177,7 +178,9 @@ Result<void> load_hf_model(const std::string& dir, Model::Impl& m) {
   src.where = dir;
   const SafetensorsSet* weights = &m.hf_weights;
   const GgufFile* meta = &m.file;
-  src.find = [weights, meta, dir](std::string_view name) -> Result<std::optional<TensorView>> {
+  auto* realigned = &m.realigned;
+  src.find = [weights, meta, realigned,
+              dir](std::string_view name) -> Result<std::optional<TensorView>> {
     if (const GgufTensorInfo* t = meta->find_tensor(name)) {  // derived: rope_freqs.weight
       TensorView v;
       v.type = t->type;
@@ -193,6 +196,15 @@ Result<void> load_hf_model(const std::string& dir, Model::Impl& m) {
     if (!t) return std::optional<TensorView>();
     auto v = hf::view_of(*t, dir);
     if (!v.ok()) return v.error();
+    // safetensors packs tensors back to back: an odd-sized 16-bit tensor leaves the next one
+    // misaligned. Such a tensor is copied once into aligned storage.
+    const size_t elem = v->type == TensorType::F32 ? 4 : 2;
+    if (reinterpret_cast<uintptr_t>(v->data) % elem != 0) {
+      std::vector<float> copy((v->nbytes + sizeof(float) - 1) / sizeof(float));
+      std::memcpy(copy.data(), v->data, v->nbytes);
+      v->data = reinterpret_cast<const uint8_t*>(copy.data());
+      realigned->push_back(std::move(copy));  // the buffer (not the vector) keeps its address
+    }
     return std::optional<TensorView>(*v);
   };
   src.display = [](std::string_view name) {

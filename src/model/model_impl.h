@@ -28,6 +28,9 @@ struct Model::Impl {
   GgufFile file;
   std::vector<uint8_t> metadata;  // HF folder: the bytes `file` parses (translated metadata)
   SafetensorsSet hf_weights;      // HF folder: the mapped safetensors files
+  // HF folder: copies of the (rare) tensors whose offset is not a multiple of their element size;
+  // the kernels read every other weight in place.
+  std::vector<std::vector<float>> realigned;
   ModelConfig config;
   std::unique_ptr<Tokenizer> tokenizer;
   cpu::Weight token_embd;
