@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -542,7 +543,7 @@ TEST(Lora, PeftValidationErrorsNameTheProblem) {
   r = LoraAdapter::load(peft, *base);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("lm_head"), std::string::npos) << r.error().message;
-  write_tensors(32, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+  write_tensors(32, "base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight");
   r = LoraAdapter::load(peft, *base);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("no matching lora_B"), std::string::npos) << r.error().message;
@@ -640,7 +641,10 @@ TEST(LoraConcurrency, SwapWhileGeneratingSeesOneWholeSetPerSequence) {
   ASSERT_NE(refs[0], refs[2]);
   ASSERT_NE(refs[1], refs[2]);
 
-  constexpr int kThreads = 3, kSequences = 6;
+  // Workers generate until the swapper has published many sets and each worker has finished
+  // enough sequences (bounded in time so the ThreadSanitizer build stays fast).
+  constexpr int kThreads = 3, kMinSequences = 6, kMinSwaps = 2000;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   std::vector<std::unique_ptr<Context>> ctxs;
   for (int i = 0; i < kThreads; ++i) ctxs.push_back(make_ctx(base, 1));
   std::atomic<bool> done{false};
@@ -649,22 +653,22 @@ TEST(LoraConcurrency, SwapWhileGeneratingSeesOneWholeSetPerSequence) {
     for (int64_t k = 0; !done.load(); ++k) {
       for (auto& c : ctxs) EXPECT_TRUE(set_adapters(*c, sets[static_cast<size_t>(k % 3)]).ok());
       swaps.fetch_add(1);
-      std::this_thread::yield();
     }
   });
   std::vector<std::vector<std::vector<TokenId>>> outputs(kThreads);
   std::vector<std::thread> workers;
   for (int i = 0; i < kThreads; ++i) {
     workers.emplace_back([&, i] {
-      for (int s = 0; s < kSequences; ++s) {
-        outputs[static_cast<size_t>(i)].push_back(greedy(*ctxs[static_cast<size_t>(i)], kTokens));
+      auto& out = outputs[static_cast<size_t>(i)];
+      while (static_cast<int>(out.size()) < kMinSequences ||
+             (swaps.load() < kMinSwaps && std::chrono::steady_clock::now() < deadline)) {
+        out.push_back(greedy(*ctxs[static_cast<size_t>(i)], kTokens));
       }
     });
   }
   for (auto& w : workers) w.join();
   done = true;
   swapper.join();
-  EXPECT_GT(swaps.load(), 0);
   int matched[3] = {};
   for (const auto& per_thread : outputs) {
     for (const auto& seq : per_thread) {
@@ -678,6 +682,59 @@ TEST(LoraConcurrency, SwapWhileGeneratingSeesOneWholeSetPerSequence) {
   }
   std::printf("[ sets seen ] none %d, a1 %d, a2 %d over %lld swaps\n", matched[0], matched[1],
               matched[2], static_cast<long long>(swaps.load()));
+  EXPECT_GE(swaps.load(), 1);
+  // Swaps happened while the workers ran: more than one set was seen.
+  EXPECT_GE((matched[0] > 0) + (matched[1] > 0) + (matched[2] > 0), 2);
+}
+
+TEST(LoraConcurrency, EveryDecodeStepSeesOneWholeSet) {
+  const std::string dir = temp_dir();
+  auto base = synth_model(dir, TensorType::F32);
+  ASSERT_TRUE(base);
+  const std::vector<LoraTarget> all(std::begin(kTargets), std::end(kTargets));
+  auto a1 = load_adapter(synth_peft(dir + "/a1", base->config(), all, 41), *base);
+  auto a2 = load_adapter(synth_peft(dir + "/a2", base->config(), all, 42), *base);
+  ASSERT_TRUE(a1 && a2);
+  std::vector<std::shared_ptr<const AdapterSet>> sets = {
+      *AdapterSet::create(*base, {{a1, 1.0f}}), *AdapterSet::create(*base, {{a2, 1.0f}}),
+      *AdapterSet::create(*base, {{a1, 1.0f}, {a2, 1.0f}})};
+  auto last_logits = [&](Context& ctx) {
+    ctx.clear();
+    EXPECT_TRUE(ctx.decode(kPrompt).ok());
+    const int32_t V = base->config().n_vocab;
+    return std::vector<float>(ctx.logits(), ctx.logits() + V);
+  };
+  std::vector<std::vector<float>> refs;
+  for (const auto& s : sets) {
+    auto ctx = make_ctx(base, 1);
+    ASSERT_TRUE(set_adapters(*ctx, s).ok());
+    refs.push_back(last_logits(*ctx));
+  }
+  auto ctx = make_ctx(base, 1);
+  ASSERT_TRUE(set_adapters(*ctx, sets[0]).ok());
+  std::atomic<bool> done{false};
+  std::thread swapper([&] {
+    for (int64_t k = 1; !done.load(); ++k) {
+      EXPECT_TRUE(set_adapters(*ctx, sets[static_cast<size_t>(k % 3)]).ok());
+    }
+  });
+  int seen[3] = {};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int step = 0; step < 60 || ((seen[0] == 0) + (seen[1] == 0) + (seen[2] == 0) > 1 &&
+                                   std::chrono::steady_clock::now() < deadline);
+       ++step) {
+    const auto l = last_logits(*ctx);
+    int which = -1;
+    for (int k = 0; k < 3; ++k) {
+      if (l == refs[static_cast<size_t>(k)]) which = k;
+    }
+    EXPECT_GE(which, 0) << "step " << step << " mixed two sets";
+    if (which < 0) break;
+    ++seen[which];
+  }
+  done = true;
+  swapper.join();
+  EXPECT_GE((seen[0] > 0) + (seen[1] > 0) + (seen[2] > 0), 2);
 }
 
 TEST(LoraConcurrency, ConcurrentApplyAndRemoveLoseNoUpdate) {
