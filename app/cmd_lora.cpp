@@ -64,7 +64,8 @@ int run_merge(const MergeOptions& opt) {
   if (!path.ok()) return fail(path.error());
   auto model = Model::load(*path);
   if (!model.ok()) return fail(model.error());
-  if (opt.lora.lora.empty()) return fail(Error{"lora merge: give at least one --lora FILE[:SCALE]"});
+  if (opt.lora.lora.empty())
+    return fail(Error{"lora merge: give at least one --lora FILE[:SCALE]"});
   auto adapters = load_lora_options(opt.lora, **model);
   if (!adapters.ok()) return fail(adapters.error());
   const auto t0 = Clock::now();
@@ -73,7 +74,8 @@ int run_merge(const MergeOptions& opt) {
   const double s = seconds_since(t0);
   if (opt.json) {
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& a : *adapters) list.push_back({{"path", a.adapter->info().path}, {"scale", a.scale}});
+    for (const auto& a : *adapters)
+      list.push_back({{"path", a.adapter->info().path}, {"scale", a.scale}});
     fmt::print("{}\n", nlohmann::json{{"base", *path},
                                       {"out", opt.out},
                                       {"adapters", list},
@@ -202,8 +204,8 @@ int run_lora_bench(const LoraBenchOptions& opt) {
 
   // Decode overhead: none / 1 / 4 active adapters, interleaved rounds of `tokens` decode steps.
   std::vector<std::shared_ptr<const AdapterSet>> configs = {nullptr, *s1};
-  auto s4 = AdapterSet::create(model, {{adapters[0], 1.0f}, {adapters[1], 1.0f},
-                                       {adapters[2], 1.0f}, {adapters[3], 1.0f}});
+  auto s4 = AdapterSet::create(
+      model, {{adapters[0], 1.0f}, {adapters[1], 1.0f}, {adapters[2], 1.0f}, {adapters[3], 1.0f}});
   if (!s4.ok()) return fail(s4.error());
   configs.push_back(*s4);
   const char* names[] = {"none", "1 adapter", "4 adapters"};
@@ -258,9 +260,10 @@ int run_lora_bench(const LoraBenchOptions& opt) {
     fmt::print("decode {:<10} {:8.2f} t/s{}\n", names[k], med[k],
                k == 0 ? "" : fmt::format("  overhead {:+.1f} %", 100 * (med[0] / med[k] - 1)));
   }
-  fmt::print("floor: +{:.1f} % bytes per token per adapter ({:.1f} MiB over {:.1f} MiB of weights)\n",
-             100.0 * static_cast<double>(adapter_bytes) / base_bytes,
-             static_cast<double>(adapter_bytes) / (1 << 20), base_bytes / (1 << 20));
+  fmt::print(
+      "floor: +{:.1f} % bytes per token per adapter ({:.1f} MiB over {:.1f} MiB of weights)\n",
+      100.0 * static_cast<double>(adapter_bytes) / base_bytes,
+      static_cast<double>(adapter_bytes) / (1 << 20), base_bytes / (1 << 20));
   return 0;
 }
 
@@ -290,8 +293,10 @@ void register_lora(CLI::App& app, CommandFn& selected) {
 
   auto copt = std::make_shared<ConvertOptions>();
   CLI::App* convert = lora->add_subcommand("convert", "Convert a PEFT folder to a GGUF adapter");
-  convert->add_option("dir", copt->dir, "PEFT folder (adapter_config.json + "
-                                        "adapter_model.safetensors)")
+  convert
+      ->add_option("dir", copt->dir,
+                   "PEFT folder (adapter_config.json + "
+                   "adapter_model.safetensors)")
       ->required();
   convert->add_option("-m,--model", copt->model,
                       "Base GGUF model: validates shapes and reorders q/k rows for its RoPE "

@@ -24,8 +24,8 @@ nlohmann::json parse_json(const testing::CommandResult& r) {
 }
 
 std::vector<int> run_tokens(const std::string& args) {
-  auto j = parse_json(run_kandil("run -p 'hello world' -n 10 --temp 0 --ignore-eos -t 1 --json " +
-                                 args));
+  auto j = parse_json(
+      run_kandil("run -p 'hello world' -n 10 --temp 0 --ignore-eos -t 1 --json " + args));
   return j.contains("tokens") ? j["tokens"].get<std::vector<int>>() : std::vector<int>{};
 }
 
@@ -40,8 +40,8 @@ TEST(LoraCli, ConvertInfoRunAndMerge) {
   spec.b_stddev = 0.5f;
   ASSERT_TRUE(write_synthetic_peft_adapter((*model)->config(), spec, dir + "/peft").ok());
 
-  auto conv = parse_json(run_kandil("lora convert " + dir + "/peft -m " + base + " -o " + dir +
-                                    "/a.gguf --json"));
+  auto conv = parse_json(
+      run_kandil("lora convert " + dir + "/peft -m " + base + " -o " + dir + "/a.gguf --json"));
   EXPECT_EQ(conv["n_pairs"], 2 * 7);
   EXPECT_EQ(conv["format"], "gguf");
   auto info = parse_json(run_kandil("lora info " + dir + "/a.gguf --json"));
@@ -96,10 +96,11 @@ TEST(LoraCli, ErrorsAreClear) {
 TEST(LoraCli, BenchReportsSwapLoadAndDecode) {
   const std::string dir = temp_dir();
   ASSERT_EQ(run_kandil("synth -o " + dir + "/base.gguf").exit_code, 0);
-  auto j = parse_json(run_kandil("lora bench -m " + dir +
-                                 "/base.gguf --rank 4 --swaps 200 -n 4 -r 1 -t 1 --json"));
+  auto j = parse_json(
+      run_kandil("lora bench -m " + dir + "/base.gguf --rank 4 --swaps 200 -n 4 -r 1 -t 1 --json"));
   EXPECT_GT(j["swap_publish_us"]["median"].get<double>(), 0.0);
-  EXPECT_GE(j["swap_publish_us"]["p99"].get<double>(), j["swap_publish_us"]["median"].get<double>());
+  EXPECT_GE(j["swap_publish_us"]["p99"].get<double>(),
+            j["swap_publish_us"]["median"].get<double>());
   EXPECT_GT(j["decode_tps"]["four"].get<double>(), 0.0);
   EXPECT_GT(j["load_gguf_s"].get<double>(), 0.0);
 }

@@ -27,9 +27,8 @@ namespace {
 
 using testing::temp_dir;
 
-constexpr LoraTarget kTargets[] = {LoraTarget::q,    LoraTarget::k,  LoraTarget::v,
-                                   LoraTarget::o,    LoraTarget::gate, LoraTarget::up,
-                                   LoraTarget::down};
+constexpr LoraTarget kTargets[] = {LoraTarget::q,    LoraTarget::k,  LoraTarget::v,   LoraTarget::o,
+                                   LoraTarget::gate, LoraTarget::up, LoraTarget::down};
 
 // A small GQA model: 4 query heads over 2 KV heads, so k/v deltas are narrower than q's.
 std::shared_ptr<const Model> synth_model(const std::string& dir, TensorType type,
@@ -101,9 +100,9 @@ void write_gguf_twin(const std::string& peft_dir, const ModelConfig& c, const st
   w.set_string("general.type", "adapter");
   w.set_string("adapter.type", "lora");
   w.set_f32("adapter.lora.alpha", cfg["lora_alpha"].get<float>());
-  const char* peft_names[] = {"q_proj", "k_proj", "v_proj", "o_proj",
+  const char* peft_names[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                               "gate_proj", "up_proj", "down_proj"};
-  const char* gguf_names[] = {"attn_q", "attn_k", "attn_v", "attn_output",
+  const char* gguf_names[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                               "ffn_gate", "ffn_up", "ffn_down"};
   for (const SafetensorsTensor& t : st->tensors()) {
     std::vector<float> v(static_cast<size_t>(t.n_elements()));
@@ -162,8 +161,8 @@ TEST(Lora, UnmergedEqualsMergedForEveryTarget) {
   cases.push_back(std::vector<LoraTarget>(std::begin(kTargets), std::end(kTargets)));
   for (size_t i = 0; i < cases.size(); ++i) {
     SCOPED_TRACE("case " + std::to_string(i));
-    const std::string peft = synth_peft(dir + "/peft" + std::to_string(i), base->config(),
-                                        cases[i], 100 + i, 8, i % 2 == 1);
+    const std::string peft = synth_peft(dir + "/peft" + std::to_string(i), base->config(), cases[i],
+                                        100 + i, 8, i % 2 == 1);
     auto adapter = load_adapter(peft, *base);
     ASSERT_TRUE(adapter);
     const float scale = 0.75f;
@@ -193,12 +192,12 @@ TEST(Lora, StackedAdaptersEqualMergedStack) {
   const std::string dir = temp_dir();
   auto base = synth_model(dir, TensorType::F32);
   ASSERT_TRUE(base);
-  auto a1 = load_adapter(synth_peft(dir + "/a1", base->config(), {LoraTarget::q, LoraTarget::v,
-                                                                  LoraTarget::down}, 1),
-                         *base);
-  auto a2 = load_adapter(synth_peft(dir + "/a2", base->config(), {LoraTarget::k, LoraTarget::up,
-                                                                  LoraTarget::o}, 2, 4),
-                         *base);
+  auto a1 = load_adapter(
+      synth_peft(dir + "/a1", base->config(), {LoraTarget::q, LoraTarget::v, LoraTarget::down}, 1),
+      *base);
+  auto a2 = load_adapter(
+      synth_peft(dir + "/a2", base->config(), {LoraTarget::k, LoraTarget::up, LoraTarget::o}, 2, 4),
+      *base);
   auto ctx = make_ctx(base);
   ASSERT_TRUE(apply_adapter(*ctx, a1, 0.5f).ok());
   ASSERT_TRUE(apply_adapter(*ctx, a2, -1.25f).ok());
@@ -246,9 +245,9 @@ TEST(Lora, PeftAndGgufFormsGiveTheSameLogits) {
   const std::string dir = temp_dir();
   auto base = synth_model(dir, TensorType::F32);
   ASSERT_TRUE(base);
-  const std::string peft = synth_peft(
-      dir + "/peft", base->config(),
-      std::vector<LoraTarget>(std::begin(kTargets), std::end(kTargets)), 9);
+  const std::string peft =
+      synth_peft(dir + "/peft", base->config(),
+                 std::vector<LoraTarget>(std::begin(kTargets), std::end(kTargets)), 9);
   write_gguf_twin(peft, base->config(), dir + "/twin.gguf");
   auto from_peft = load_adapter(peft, *base);
   auto from_gguf = load_adapter(dir + "/twin.gguf", *base);
@@ -280,9 +279,9 @@ TEST(Lora, F16AndQ8StorageStayCloseToF32) {
   const std::string dir = temp_dir();
   auto base = synth_model(dir, TensorType::F32);
   ASSERT_TRUE(base);
-  const std::string peft = synth_peft(
-      dir + "/p", base->config(), std::vector<LoraTarget>(std::begin(kTargets), std::end(kTargets)),
-      21, 32);
+  const std::string peft =
+      synth_peft(dir + "/p", base->config(),
+                 std::vector<LoraTarget>(std::begin(kTargets), std::end(kTargets)), 21, 32);
   auto ctx = make_ctx(base);
   const auto plain = logits_of(*ctx);
   std::vector<float> ref;
@@ -437,9 +436,8 @@ TEST(Lora, MergedWeightsUnmergeRestoresF32BitExactly) {
   const std::string dir = temp_dir();
   auto base = synth_model(dir, TensorType::F32);
   ASSERT_TRUE(base);
-  auto a = load_adapter(synth_peft(dir + "/a", base->config(), {LoraTarget::q, LoraTarget::down},
-                                   4),
-                        *base);
+  auto a = load_adapter(
+      synth_peft(dir + "/a", base->config(), {LoraTarget::q, LoraTarget::down}, 4), *base);
   const ModelConfig& c = base->config();
   std::vector<std::vector<float>> store;
   MergedWeights::Matrices mats(static_cast<size_t>(c.n_layer));
@@ -525,8 +523,8 @@ TEST(Lora, PeftValidationErrorsNameTheProblem) {
     SafetensorsWriter w;
     std::vector<float> a(8 * 64, 0.1f), b(static_cast<size_t>(b_rows) * 8, 0.1f);
     const std::string p = "base_model.model.model.layers.0.self_attn.k_proj.";
-    ASSERT_TRUE(w.add(p + "lora_A.weight", SafetensorsDType::F32, {8, 64}, a.data(), a.size() * 4)
-                    .ok());
+    ASSERT_TRUE(
+        w.add(p + "lora_A.weight", SafetensorsDType::F32, {8, 64}, a.data(), a.size() * 4).ok());
     ASSERT_TRUE(
         w.add(p + "lora_B.weight", SafetensorsDType::F32, {b_rows, 8}, b.data(), b.size() * 4)
             .ok());

@@ -119,8 +119,7 @@ bool has_adapter(const Context& ctx, const LoraAdapter& adapter);
 class AdapterRegistry {
  public:
   explicit AdapterRegistry(std::shared_ptr<const Model> model) : model_(std::move(model)) {}
-  Result<std::shared_ptr<const LoraAdapter>> load(const std::string& name,
-                                                  const std::string& path);
+  Result<std::shared_ptr<const LoraAdapter>> load(const std::string& name, const std::string& path);
   bool unload(const std::string& name);
   std::shared_ptr<const LoraAdapter> get(const std::string& name) const;
   std::vector<std::pair<std::string, LoraInfo>> list() const;
@@ -170,8 +169,8 @@ struct LoraSynthSpec {
   int32_t rank = 16;
   float alpha = 32.0f;
   bool rslora = false;
-  std::vector<LoraTarget> targets = {LoraTarget::q,    LoraTarget::k,  LoraTarget::v,
-                                     LoraTarget::o,    LoraTarget::gate, LoraTarget::up,
+  std::vector<LoraTarget> targets = {LoraTarget::q,   LoraTarget::k,    LoraTarget::v,
+                                     LoraTarget::o,   LoraTarget::gate, LoraTarget::up,
                                      LoraTarget::down};
   float b_stddev = 0.05f;
   uint64_t seed = 1;

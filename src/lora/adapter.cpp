@@ -75,8 +75,8 @@ Result<std::shared_ptr<const LoraAdapter>> LoraAdapter::load(const std::string& 
   a.shape = lora::ShapeKey::of(c);
   const bool permute = raw->hf_row_order && c.rope_layout == RopeLayout::adjacent_pairs;
   for (lora::RawPair& p : raw->pairs) {
-    const std::string where = fmt::format("{}: layer {} {}", path, p.layer,
-                                          lora_target_peft_name(p.target));
+    const std::string where =
+        fmt::format("{}: layer {} {}", path, p.layer, lora_target_peft_name(p.target));
     if (p.layer >= c.n_layer) {
       return Error{fmt::format("{}: the base model has only {} layers", where, c.n_layer)};
     }
@@ -93,9 +93,10 @@ Result<std::shared_ptr<const LoraAdapter>> LoraAdapter::load(const std::string& 
     }
     if (permute && (p.target == LoraTarget::q || p.target == LoraTarget::k)) {
       if (c.n_rot != c.head_dim) {
-        return Error{fmt::format("{}: cannot reorder a Hugging Face q/k adapter for partial "
-                                 "rotary dimensions ({} of {})",
-                                 where, c.n_rot, c.head_dim)};
+        return Error{
+            fmt::format("{}: cannot reorder a Hugging Face q/k adapter for partial "
+                        "rotary dimensions ({} of {})",
+                        where, c.n_rot, c.head_dim)};
       }
       lora::permute_rows_for_adjacent_rope(p.b, p.n_out, p.rank, c.head_dim);
     }
@@ -134,8 +135,8 @@ Result<std::shared_ptr<const AdapterSet>> AdapterSet::create(const Model& model,
     const ActiveAdapter& x = adapters[i];
     if (!x.adapter) return Error{fmt::format("adapter set: entry {} has no adapter", i)};
     if (!std::isfinite(x.scale)) {
-      return Error{fmt::format("adapter set: {}: scale {} is not finite", x.adapter->info().path,
-                               x.scale)};
+      return Error{
+          fmt::format("adapter set: {}: scale {} is not finite", x.adapter->info().path, x.scale)};
     }
     if (!(x.adapter->impl().shape == s.shape)) {
       return Error{fmt::format("adapter set: {} was loaded for a model of another shape",
@@ -143,8 +144,9 @@ Result<std::shared_ptr<const AdapterSet>> AdapterSet::create(const Model& model,
     }
     for (size_t j = 0; j < i; ++j) {
       if (adapters[j].adapter == x.adapter) {
-        return Error{fmt::format("adapter set: {} is listed twice (give one entry a combined scale)",
-                                 x.adapter->info().path)};
+        return Error{
+            fmt::format("adapter set: {} is listed twice (give one entry a combined scale)",
+                        x.adapter->info().path)};
       }
     }
     const LoraAdapter::Impl& a = x.adapter->impl();

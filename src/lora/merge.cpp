@@ -114,7 +114,8 @@ Result<void> merge_adapters_to_gguf(const Model& base, const std::vector<ActiveA
         tr->to_float(reinterpret_cast<const uint8_t*>(aligned.data()), values.data() + r * n_in,
                      n_in);
       }
-      for (const Contribution& c : it->second) lora::add_delta(*c.pair, c.scale, values.data(), b, e);
+      for (const Contribution& c : it->second)
+        lora::add_delta(*c.pair, c.scale, values.data(), b, e);
       for (int64_t r = b; r < e; ++r) {
         tr->from_float(values.data() + r * n_in, reinterpret_cast<uint8_t*>(aligned.data()), n_in);
         std::memcpy(bytes.data() + static_cast<size_t>(r) * row_bytes, aligned.data(), row_bytes);
@@ -180,8 +181,9 @@ Result<void> convert_peft_to_gguf(const std::string& peft_dir, const Model* base
   } else {
     for (const lora::RawPair& p : raw->pairs) {
       if (p.target == LoraTarget::q || p.target == LoraTarget::k) {
-        return Error{peft_dir + ": the adapter targets q_proj/k_proj, whose rows must be reordered "
-                                "for the base's RoPE layout: give the base model (-m BASE)"};
+        return Error{peft_dir +
+                     ": the adapter targets q_proj/k_proj, whose rows must be reordered "
+                     "for the base's RoPE layout: give the base model (-m BASE)"};
       }
     }
     pairs = &raw->pairs;
@@ -190,8 +192,9 @@ Result<void> convert_peft_to_gguf(const std::string& peft_dir, const Model* base
   float alpha = info.alpha;
   if (info.rslora) {
     if (info.rank_min != info.rank_max) {
-      return Error{peft_dir + ": rsLoRA with per-module ranks cannot be expressed with one GGUF "
-                              "alpha"};
+      return Error{peft_dir +
+                   ": rsLoRA with per-module ranks cannot be expressed with one GGUF "
+                   "alpha"};
     }
     alpha = info.alpha * std::sqrt(static_cast<float>(info.rank_max));
   }

@@ -19,8 +19,8 @@
 namespace kandil::lora {
 namespace {
 
-constexpr LoraTarget kAllTargets[] = {LoraTarget::q,    LoraTarget::k,  LoraTarget::v,
-                                      LoraTarget::o,    LoraTarget::gate, LoraTarget::up,
+constexpr LoraTarget kAllTargets[] = {LoraTarget::q,   LoraTarget::k,    LoraTarget::v,
+                                      LoraTarget::o,   LoraTarget::gate, LoraTarget::up,
                                       LoraTarget::down};
 constexpr int64_t kMaxRank = 1 << 16;
 constexpr int64_t kMaxDim = 1 << 20;
@@ -30,9 +30,10 @@ Result<std::vector<float>> to_floats(TensorType type, const uint8_t* data, int64
                                      int64_t cols, const std::string& what) {
   const ops::TypeTraits* tr = ops::type_traits(type);
   if (tr == nullptr || tr->to_float == nullptr) {
-    return Error{fmt::format("{}: tensor type {} cannot be read (expected F32, F16, BF16 or a "
-                             "quantized type this build supports)",
-                             what, tensor_type_name(type))};
+    return Error{
+        fmt::format("{}: tensor type {} cannot be read (expected F32, F16, BF16 or a "
+                    "quantized type this build supports)",
+                    what, tensor_type_name(type))};
   }
   std::vector<float> out(static_cast<size_t>(rows * cols));
   const size_t row_bytes = tensor_row_bytes(type, cols);
@@ -78,8 +79,9 @@ Result<std::vector<RawPair>> join_halves(std::map<std::pair<int32_t, int>, Halve
                                          const std::string& file) {
   std::vector<RawPair> pairs;
   for (auto& [key, h] : halves) {
-    const std::string where = fmt::format("{}: layer {} {}", file, key.first,
-                                          lora_target_peft_name(static_cast<LoraTarget>(key.second)));
+    const std::string where =
+        fmt::format("{}: layer {} {}", file, key.first,
+                    lora_target_peft_name(static_cast<LoraTarget>(key.second)));
     if (!h.a) return Error{where + ": lora_B has no matching lora_A"};
     if (!h.b) return Error{where + ": lora_A has no matching lora_B"};
     if (h.a->rank != h.b->rank) {
@@ -191,9 +193,10 @@ Result<RawAdapter> read_gguf_adapter(const GgufFile& f) {
   auto type = f.get_string("general.type");
   if (!type.ok()) return type.error();
   if (!type->has_value() || **type != "adapter") {
-    return Error{fmt::format("{}: not a LoRA adapter (general.type is '{}', expected 'adapter'): "
-                             "is this a base model?",
-                             path, type->has_value() ? std::string(**type) : "absent")};
+    return Error{
+        fmt::format("{}: not a LoRA adapter (general.type is '{}', expected 'adapter'): "
+                    "is this a base model?",
+                    path, type->has_value() ? std::string(**type) : "absent")};
   }
   auto atype = f.get_string("adapter.type");
   if (!atype.ok()) return atype.error();
@@ -208,8 +211,8 @@ Result<RawAdapter> read_gguf_adapter(const GgufFile& f) {
   if (!alpha.ok()) return alpha.error();
   if (alpha->has_value()) {
     if (!std::isfinite(**alpha) || **alpha < 0) {
-      return Error{fmt::format("{}: adapter.lora.alpha is {} (expected a finite number >= 0)",
-                               path, **alpha)};
+      return Error{fmt::format("{}: adapter.lora.alpha is {} (expected a finite number >= 0)", path,
+                               **alpha)};
     }
     r.info.alpha = static_cast<float>(**alpha);
   }
@@ -220,19 +223,22 @@ Result<RawAdapter> read_gguf_adapter(const GgufFile& f) {
     const std::string where = fmt::format("{}: tensor '{}'", path, t.name);
     std::optional<int32_t> layer;
     if (!consume(s, "blk.") || !(layer = parse_index(s)) || !consume(s, ".")) {
-      return Error{where + ": not a LoRA tensor of a block (expected blk.N.<weight>.weight.lora_a "
-                           "or .lora_b); LoRA on embeddings or the output head is not supported"};
+      return Error{where +
+                   ": not a LoRA tensor of a block (expected blk.N.<weight>.weight.lora_a "
+                   "or .lora_b); LoRA on embeddings or the output head is not supported"};
     }
     const size_t dot = s.find('.');
     const auto target = target_from_gguf(s.substr(0, dot));
     if (!target) {
-      return Error{fmt::format("{}: LoRA on '{}' is not supported (supported: attn_q, attn_k, "
-                               "attn_v, attn_output, ffn_gate, ffn_up, ffn_down)",
-                               where, s.substr(0, dot))};
+      return Error{
+          fmt::format("{}: LoRA on '{}' is not supported (supported: attn_q, attn_k, "
+                      "attn_v, attn_output, ffn_gate, ffn_up, ffn_down)",
+                      where, s.substr(0, dot))};
     }
     s.remove_prefix(dot == std::string_view::npos ? s.size() : dot);
     const bool is_a = s == ".weight.lora_a", is_b = s == ".weight.lora_b";
-    if (!is_a && !is_b) return Error{where + ": expected a name ending in .weight.lora_a or .lora_b"};
+    if (!is_a && !is_b)
+      return Error{where + ": expected a name ending in .weight.lora_a or .lora_b"};
     if (t.n_dims != 2) return Error{where + ": expected a 2-D tensor"};
     // ggml order: A is ne [n_in, rank], B is ne [rank, n_out].
     RawPair half;
@@ -355,9 +361,9 @@ Result<RawAdapter> read_peft_adapter(const std::string& dir) {
     if (all_linear) return true;
     if (target_regex) return std::regex_match(module, *target_regex);
     for (const std::string& t : target_list) {
-      if (module == t || (module.size() > t.size() &&
-                          module.compare(module.size() - t.size(), t.size(), t) == 0 &&
-                          module[module.size() - t.size() - 1] == '.')) {
+      if (module == t ||
+          (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
+           module[module.size() - t.size() - 1] == '.')) {
         return true;
       }
     }
@@ -367,8 +373,9 @@ Result<RawAdapter> read_peft_adapter(const std::string& dir) {
   const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
   if (!fs::exists(weights_path)) {
     if (fs::exists(fs::path(dir) / "adapter_model.bin")) {
-      return Error{dir + ": adapter_model.bin (PyTorch pickle) is not supported; save the adapter "
-                         "with safe_serialization=True (adapter_model.safetensors)"};
+      return Error{dir +
+                   ": adapter_model.bin (PyTorch pickle) is not supported; save the adapter "
+                   "with safe_serialization=True (adapter_model.safetensors)"};
     }
     return Error{weights_path + ": file not found"};
   }
@@ -387,18 +394,22 @@ Result<RawAdapter> read_peft_adapter(const std::string& dir) {
     std::optional<int32_t> layer;
     if (!consume(s, "base_model.model.") || !consume(s, "model.layers.") ||
         !(layer = parse_index(s)) || !consume(s, ".")) {
-      return Error{where + ": not a LoRA tensor of a decoder layer (expected base_model.model."
-                           "model.layers.N.{self_attn,mlp}.<x>_proj.lora_{A,B}.weight)"};
+      return Error{where +
+                   ": not a LoRA tensor of a decoder layer (expected base_model.model."
+                   "model.layers.N.{self_attn,mlp}.<x>_proj.lora_{A,B}.weight)"};
     }
-    std::string_view block = consume(s, "self_attn.") ? "self_attn" : consume(s, "mlp.") ? "mlp" : "";
+    std::string_view block = consume(s, "self_attn.") ? "self_attn"
+                             : consume(s, "mlp.")     ? "mlp"
+                                                      : "";
     const size_t dot = s.find('.');
     const std::string_view module_name = s.substr(0, dot);
     const auto target = target_from_peft(module_name);
     const bool attn_target = target && *target <= LoraTarget::o;
     if (block.empty() || !target || attn_target != (block == "self_attn")) {
-      return Error{fmt::format("{}: LoRA on module '{}' is not supported (supported: self_attn."
-                               "{{q,k,v,o}}_proj, mlp.{{gate,up,down}}_proj)",
-                               where, t.name)};
+      return Error{
+          fmt::format("{}: LoRA on module '{}' is not supported (supported: self_attn."
+                      "{{q,k,v,o}}_proj, mlp.{{gate,up,down}}_proj)",
+                      where, t.name)};
     }
     s.remove_prefix(dot == std::string_view::npos ? s.size() : dot);
     const bool is_a = s == ".lora_A.weight" || s == ".lora_A.default.weight";
@@ -406,11 +417,10 @@ Result<RawAdapter> read_peft_adapter(const std::string& dir) {
     if (!is_a && !is_b) {
       return Error{where + ": expected a name ending in .lora_A.weight or .lora_B.weight"};
     }
-    const std::string module =
-        fmt::format("model.layers.{}.{}.{}", *layer, block, module_name);
+    const std::string module = fmt::format("model.layers.{}.{}.{}", *layer, block, module_name);
     if (!targeted(module)) {
-      return Error{fmt::format("{}: module '{}' is not in target_modules {}", where, module,
-                               tm.dump())};
+      return Error{
+          fmt::format("{}: module '{}' is not in target_modules {}", where, module, tm.dump())};
     }
     if (t.shape.size() != 2) return Error{where + ": expected a 2-D tensor"};
     const auto tt = safetensors_to_tensor_type(t.dtype);

@@ -34,9 +34,9 @@ Result<void> write_synthetic_peft_adapter(const ModelConfig& c, const LoraSynthS
       const float sa = 1.0f / std::sqrt(static_cast<float>(n_in));
       for (float& v : a) v = sa * normal(rng);
       for (float& v : b) v = spec.b_stddev * normal(rng);
-      const std::string name = fmt::format("base_model.model.model.layers.{}.{}.{}", l,
-                                           t <= LoraTarget::o ? "self_attn" : "mlp",
-                                           lora_target_peft_name(t));
+      const std::string name =
+          fmt::format("base_model.model.model.layers.{}.{}.{}", l,
+                      t <= LoraTarget::o ? "self_attn" : "mlp", lora_target_peft_name(t));
       KANDIL_CHECK_OK(w.add(name + ".lora_A.weight", SafetensorsDType::F32, {spec.rank, n_in},
                             a.data(), a.size() * sizeof(float)));
       KANDIL_CHECK_OK(w.add(name + ".lora_B.weight", SafetensorsDType::F32, {n_out, spec.rank},
@@ -44,7 +44,8 @@ Result<void> write_synthetic_peft_adapter(const ModelConfig& c, const LoraSynthS
     }
   }
   w.set_metadata("format", "pt");
-  KANDIL_CHECK_OK(w.write_file((std::filesystem::path(dir) / "adapter_model.safetensors").string()));
+  KANDIL_CHECK_OK(
+      w.write_file((std::filesystem::path(dir) / "adapter_model.safetensors").string()));
   const nlohmann::json cfg = {{"peft_type", "LORA"},
                               {"task_type", "CAUSAL_LM"},
                               {"r", spec.rank},

@@ -121,7 +121,8 @@ struct Context::Impl {
       // Attention block; xb holds attn_norm(x).
       const cpu::MatmulTarget qkv[] = {{&w.wq, q.data()}, {&w.wk, k.data()}, {&w.wv, v.data()}};
       cpu::matmul_shared_input(pool, qkv, xb.data(), n, scratch);
-      add_deltas(l, {{Projection::q, q.data()}, {Projection::k, k.data()}, {Projection::v, v.data()}},
+      add_deltas(l,
+                 {{Projection::q, q.data()}, {Projection::k, k.data()}, {Projection::v, v.data()}},
                  xb.data(), n);
       for_tokens(n, [&](int32_t t) {
         const int32_t pos = n_past + t;
