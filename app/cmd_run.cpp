@@ -1,4 +1,5 @@
-// kandil run -m MODEL -p PROMPT [-n N] [sampling flags] [--n-probs K] [--json]
+// kandil run -m MODEL -p PROMPT [-n N] [sampling flags] [--n-probs K] [--lora FILE]
+// [--lora-scaled FILE:SCALE] [--json]
 #include <fmt/core.h>
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 
 #include "app/commands.h"
 #include "app/common.h"
+#include "app/lora_options.h"
 #include "app/util.h"
 #include "kandil/generate.h"
 
@@ -15,6 +17,7 @@ namespace {
 
 struct RunOptions {
   ModelOptions model;
+  LoraOptions lora;
   std::string prompt, prompt_file;
   int32_t n_predict = 128;
   SamplingParams sampling;
@@ -55,6 +58,13 @@ int run_run(RunOptions& opt) {
   auto loaded = load_model(opt.model);
   if (!loaded.ok()) return fail(loaded.error());
   Context& ctx = *loaded->ctx;
+  auto adapters = load_lora_options(opt.lora, *loaded->model);
+  if (!adapters.ok()) return fail(adapters.error());
+  if (!adapters->empty()) {
+    auto set = AdapterSet::create(*loaded->model, *adapters);
+    if (!set.ok()) return fail(set.error());
+    if (auto r = set_adapters(ctx, *set); !r.ok()) return fail(r.error());
+  }
   const Tokenizer& tok = loaded->model->tokenizer();
 
   std::string prompt = opt.prompt;
@@ -132,6 +142,7 @@ void register_run(CLI::App& app, CommandFn& selected) {
   auto opt = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt, streaming it to stdout");
   add_model_options(cmd, opt->model);
+  add_lora_options(cmd, opt->lora);
   auto* p = cmd->add_option("-p,--prompt", opt->prompt, "Prompt text");
   auto* f = cmd->add_option("-f,--file", opt->prompt_file, "Read the prompt from a file");
   p->excludes(f);

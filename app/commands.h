@@ -18,5 +18,6 @@ void register_quantize(CLI::App& app, CommandFn& selected);
 void register_synth(CLI::App& app, CommandFn& selected);
 void register_bench(CLI::App& app, CommandFn& selected);
 void register_convert(CLI::App& app, CommandFn& selected);
+void register_lora(CLI::App& app, CommandFn& selected);
 
 }  // namespace kandil::app

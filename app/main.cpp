@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   kandil::app::register_synth(app, selected);
   kandil::app::register_bench(app, selected);
   kandil::app::register_convert(app, selected);
+  kandil::app::register_lora(app, selected);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fresh Debian 12 -> every test suite: release build + tests, the AArch64 NEON kernels
-# (cross-compiled, run under qemu-user), ASan/UBSan build + tests,
+# (cross-compiled, run under qemu-user), ASan/UBSan build + tests, ThreadSanitizer on the LoRA
+# hot-swap concurrency tests,
 # a short libFuzzer run of each fuzz target, and line coverage of src/ (gcovr).
 # Tests that need ../shared/fixtures (or $KANDIL_FIXTURES) skip with a message when it is absent.
 set -euo pipefail
@@ -23,6 +24,11 @@ step "asan + ubsan build + tests"
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --preset asan -j "$jobs"
+
+step "thread sanitizer: LoRA hot-swap while other threads generate"
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan -j "$jobs" --target kandil_tests
+ctest --preset tsan -R 'LoraConcurrency'
 
 step "fuzz (libFuzzer, ${fuzz_seconds}s per target)"
 cmake --preset fuzz >/dev/null

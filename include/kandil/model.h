@@ -114,6 +114,8 @@ class Context {
   const Model& model() const;
 
   struct Impl;
+  Impl& impl() { return *impl_; }
+  const Impl& impl() const { return *impl_; }
 
  private:
   Context();

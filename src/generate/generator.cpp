@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kandil/generate.h"
+#include "model/adapter_delta.h"
 
 namespace kandil {
 namespace {
@@ -60,6 +61,14 @@ Result<GenerateResult> generate(Context& ctx, Sampler& sampler, const std::vecto
     return Error{fmt::format("the prompt has {} tokens but only {} fit in the context of {}",
                              prompt.size(), ctx.n_ctx() - ctx.n_past(), ctx.n_ctx())};
   }
+
+  // The sequence keeps the adapter set published when it starts, to its end (docs/lora.md): a
+  // swap published meanwhile applies to the next generate() call.
+  context_pin_deltas(ctx);
+  struct Unpin {
+    Context& ctx;
+    ~Unpin() { context_unpin_deltas(ctx); }
+  } unpin{ctx};
 
   auto t0 = std::chrono::steady_clock::now();
   KANDIL_CHECK_OK(ctx.decode(prompt));

@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -9,6 +10,7 @@
 #include "backend/cpu/matmul.h"
 #include "base/thread_pool.h"
 #include "kandil/model.h"
+#include "model/adapter_delta.h"
 #include "model/model_impl.h"
 #include "ops/ops.h"
 
@@ -33,6 +35,27 @@ struct Context::Impl {
   std::vector<uint8_t> scratch;
   std::vector<float> logits;  // [n_logits][n_vocab]
   int32_t n_logits = 0;
+
+  // Adapter deltas (model/adapter_delta.h): published by any thread, snapshotted per decode().
+  std::atomic<std::shared_ptr<const AdapterDeltas>> published_deltas;
+  std::shared_ptr<const AdapterDeltas> pinned_deltas;
+  bool deltas_pinned = false;
+  const AdapterDeltas* deltas = nullptr;  // this decode() call's snapshot (null: none)
+  DeltaScratch delta_scratch;
+
+  // y += this step's adapter deltas on projections `ps` of layer l (input x): one hook per group.
+  void add_deltas(int32_t l, std::initializer_list<std::pair<Projection, float*>> ps,
+                  const float* in, int32_t n) {
+    if (deltas == nullptr) return;
+    const auto& layer = deltas->layers[static_cast<size_t>(l)];
+    DeltaTarget targets[3];
+    size_t count = 0;
+    for (const auto& [p, y] : ps) {
+      const auto& d = layer[static_cast<size_t>(p)];
+      if (!d.empty()) targets[count++] = {&d, y};
+    }
+    if (count > 0) apply_deltas(pool, std::span(targets, count), in, n, delta_scratch);
+  }
 
   Impl(std::shared_ptr<const Model> mdl, ContextParams p)
       : model(std::move(mdl)), m(&model->impl()), params(p), pool(p.n_threads) {}
@@ -99,6 +122,9 @@ struct Context::Impl {
       // Attention block; xb holds attn_norm(x).
       const cpu::MatmulTarget qkv[] = {{&w.wq, q.data()}, {&w.wk, k.data()}, {&w.wv, v.data()}};
       cpu::matmul_shared_input(pool, qkv, xb.data(), n, scratch);
+      add_deltas(l,
+                 {{Projection::q, q.data()}, {Projection::k, k.data()}, {Projection::v, v.data()}},
+                 xb.data(), n);
       const float* freq_factors =
           c.rope_freq_factors.empty() ? nullptr : c.rope_freq_factors.data();
       for_tokens(n, [&](int32_t t) {
@@ -128,6 +154,7 @@ struct Context::Impl {
       });
       attention(l, n);
       cpu::matmul(pool, w.wo, attn.data(), n, tmp.data(), scratch);
+      add_deltas(l, {{Projection::o, tmp.data()}}, attn.data(), n);
       // Residual add fused with the next norm: one pass over x per token.
       for_tokens(n, [&](int32_t t) {
         ops::add(x.data() + t * E, tmp.data() + t * E, E);
@@ -137,8 +164,10 @@ struct Context::Impl {
       // Feed-forward block (SwiGLU).
       const cpu::MatmulTarget gate_up[] = {{&w.w_gate, gate.data()}, {&w.w_up, up.data()}};
       cpu::matmul_shared_input(pool, gate_up, xb.data(), n, scratch);
+      add_deltas(l, {{Projection::gate, gate.data()}, {Projection::up, up.data()}}, xb.data(), n);
       for_tokens(n, [&](int32_t t) { ops::swiglu(gate.data() + t * F, up.data() + t * F, F); });
       cpu::matmul(pool, w.w_down, gate.data(), n, tmp.data(), scratch);
+      add_deltas(l, {{Projection::down, tmp.data()}}, gate.data(), n);
       // Residual add, then the next layer's attention norm (or the output norm, below).
       const bool last = l + 1 == c.n_layer;
       for_tokens(n, [&](int32_t t) {
@@ -252,6 +281,16 @@ Result<void> Context::decode(const TokenId* tokens, int32_t n, bool all_logits) 
                                tokens[i], i, n_vocab - 1)};
     }
   }
+  // One adapter snapshot for the whole call: every layer of every pass sees the same set, and the
+  // reference keeps it alive even if another thread publishes a new one meanwhile.
+  const std::shared_ptr<const AdapterDeltas> snapshot =
+      s.deltas_pinned ? s.pinned_deltas : s.published_deltas.load(std::memory_order_acquire);
+  s.deltas = snapshot && !snapshot->empty() ? snapshot.get() : nullptr;
+  if (s.deltas) s.delta_scratch.reserve(*s.deltas, std::min(n, s.params.n_batch));
+  struct ClearSnapshot {
+    Context::Impl& s;
+    ~ClearSnapshot() { s.deltas = nullptr; }
+  } clear_snapshot{s};
   if (!all_logits) {
     for (int32_t i = 0; i < n; i += s.params.n_batch) {
       s.forward(tokens + i, std::min(s.params.n_batch, n - i), false);
@@ -285,5 +324,27 @@ void Context::clear() {
   impl_->n_logits = 0;
 }
 const Model& Context::model() const { return *impl_->model; }
+
+void context_publish_deltas(Context& ctx, std::shared_ptr<const AdapterDeltas> deltas) {
+  ctx.impl().published_deltas.store(std::move(deltas), std::memory_order_release);
+}
+std::shared_ptr<const AdapterDeltas> context_published_deltas(const Context& ctx) {
+  return ctx.impl().published_deltas.load(std::memory_order_acquire);
+}
+bool context_exchange_deltas(Context& ctx, std::shared_ptr<const AdapterDeltas>& expected,
+                             std::shared_ptr<const AdapterDeltas> desired) {
+  return ctx.impl().published_deltas.compare_exchange_strong(
+      expected, std::move(desired), std::memory_order_acq_rel, std::memory_order_acquire);
+}
+void context_pin_deltas(Context& ctx) {
+  Context::Impl& s = ctx.impl();
+  s.pinned_deltas = s.published_deltas.load(std::memory_order_acquire);
+  s.deltas_pinned = true;
+}
+void context_unpin_deltas(Context& ctx) {
+  Context::Impl& s = ctx.impl();
+  s.pinned_deltas.reset();
+  s.deltas_pinned = false;
+}
 
 }  // namespace kandil
