@@ -286,14 +286,10 @@ TEST(HfTokenizer, UnigramViterbi) {
             {"model",
              {{"type", "Unigram"},
               {"unk_id", 0},
-              {"vocab",
-               {{"<unk>", 0.0},
-                {"\u2581", -1.0},
-                {"a", -2.0},
-                {"b", -2.0},
-                {"ab", -1.5},
-                {"\u2581ab", -1.0},
-                {"\u2581a", -3.0}}}}}};
+              {"vocab", json::array({json::array({"<unk>", 0.0}), json::array({"\u2581", -1.0}),
+                                     json::array({"a", -2.0}), json::array({"b", -2.0}),
+                                     json::array({"ab", -1.5}), json::array({"\u2581ab", -1.0}),
+                                     json::array({"\u2581a", -3.0})})}}}};
   auto t = load(j);
   ASSERT_TRUE(t);
   EXPECT_EQ(t->kind(), TokenizerKind::hf_unigram);

@@ -1,5 +1,5 @@
 // WordPiece from GGUF ("bert" vocabs), with llama.cpp's semantics: the text is NFD-normalized,
-// lowercased, and split into words at whitespace, punctuation, ASCII symbols and CJK ideographs
+// accents (non-spacing marks) are dropped, the rest lowercased and split into words at whitespace, punctuation, ASCII symbols and CJK ideographs
 // (control characters are dropped). Each word, with "▁" in front (GGUF bert vocabs store word-start
 // tokens as "▁word" and continuations without "##"), is matched greedily longest-first against
 // the vocab; a word with a part that matches nothing becomes the unknown token.
@@ -32,7 +32,7 @@ class WpmTokenizer final : public VocabTokenizer {
         if (!out.back().empty()) out.emplace_back();
         continue;
       }
-      if (cp == 0 || cp == 0xFFFD || is_other(cp)) continue;
+      if (cp == 0 || cp == 0xFFFD || is_other(cp) || uni::is_nonspacing_mark(cp)) continue;
       std::string s;
       uni::append(s, uni::to_lower(cp));
       if (uni::is_punctuation(cp) || (cp < 0x7F && uni::is_symbol(cp)) ||
