@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kandil/tokenizer.h"
+#include "test_util.h"
 #include "tokenizer/hf_tokenizer.h"
 
 namespace kandil {
@@ -382,6 +383,9 @@ TEST(HfTokenizer, MalformedInputIsAClearError) {
   EXPECT_NE(load_error(json{{"model", {{"type", "Unigram"}, {"vocab", {{"a"}}}}}}.dump())
                 .find("model.vocab[0]"),
             std::string::npos);
+  EXPECT_NE(load_error(json{{"model", wordpiece_model({{"[UNK]", 0}, {"x", 9000000}})}}.dump())
+                .find("token ids are not dense"),
+            std::string::npos);
   EXPECT_NE(load_error(json{{"model", {{"type", "Magic"}, {"vocab", json::object()}}}}.dump())
                 .find("unknown model type 'Magic'"),
             std::string::npos);
@@ -394,6 +398,27 @@ TEST(HfTokenizer, MalformedInputIsAClearError) {
                            .dump())
                 .find("post_processor.single[0]"),
             std::string::npos);
+}
+
+TEST(HfTokenizer, CliTokenizeWithTokenizerJson) {
+  const auto dir = std::filesystem::temp_directory_path() / "kandil_hf_cli_test";
+  std::filesystem::create_directories(dir);
+  json j = {{"normalizer", {{"type", "Lowercase"}}},
+            {"pre_tokenizer", {{"type", "WhitespaceSplit"}}},
+            {"model", wordpiece_model({{"[UNK]", 0}, {"a", 1}, {"b", 2}})}};
+  std::ofstream(dir / "tokenizer.json") << j.dump();
+  auto r = testing::run_kandil("tokenize --tokenizer " + (dir / "tokenizer.json").string() +
+                               " --ids 'A b c'");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1 2 0\n");
+  r = testing::run_kandil("tokenize --tokenizer " + dir.string() + " --json 'b'");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"ids\":[2]}\n");
+  std::ofstream(dir / "tokenizer.json") << "{\"model\": 1}";
+  r = testing::run_kandil("tokenize --tokenizer " + dir.string() + " x");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("tokenizer.json: model: expected an object"), std::string::npos) << r.err;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

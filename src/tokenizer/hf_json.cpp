@@ -619,6 +619,16 @@ Result<std::unique_ptr<Spec>> parse(std::string_view tokenizer_json, std::string
     spec->decoder = std::make_unique<Decoder>(std::move(*n));
   }
   KANDIL_CHECK_OK(p.added_tokens(root, *spec));
+  // Ids index the token tables: they must be (roughly) dense, not scattered up to kMaxId.
+  int64_t max_id = static_cast<int64_t>(spec->model.pieces.size()) - 1;
+  for (const auto& [text, id] : spec->model.vocab) max_id = std::max<int64_t>(max_id, id);
+  for (const AddedToken& t : spec->added) max_id = std::max<int64_t>(max_id, t.id);
+  const auto n_tokens = static_cast<int64_t>(spec->model.vocab.size() + spec->model.pieces.size() +
+                                             spec->added.size());
+  if (max_id > 2 * n_tokens + 1024) {
+    return p.err("model.vocab",
+                 fmt::format("token ids are not dense: id {} for {} tokens", max_id, n_tokens));
+  }
 
   if (!config_json.empty()) {
     const std::string cname = name + " (tokenizer_config.json)";
