@@ -301,6 +301,47 @@ TEST(HfTokenizer, UnigramViterbi) {
   EXPECT_EQ(t->decode({5, 5}, false), "ab ab");
 }
 
+TEST(HfTokenizer, RobertaBpeDecoderEndOfWordAndConfigOptions) {
+  json j = {
+      {"pre_tokenizer", {{"type", "WhitespaceSplit"}}},
+      {"post_processor",
+       {{"type", "Sequence"},
+        {"processors",
+         {{{"type", "ByteLevel"}},
+          {{"type", "RobertaProcessing"}, {"cls", {"<s>", 0}}, {"sep", {"</s>", 1}}}}}}},
+      {"decoder", {{"type", "BPEDecoder"}, {"suffix", "</w>"}}},
+      {"added_tokens",
+       {{{"id", 0}, {"content", "<s>"}, {"special", true}},
+        {{"id", 1}, {"content", "</s>"}, {"special", true}}}},
+      {"model",
+       {{"type", "BPE"},
+        {"end_of_word_suffix", "</w>"},
+        {"vocab",
+         {{"<s>", 0}, {"</s>", 1}, {"a", 2}, {"b", 3}, {"b</w>", 4}, {"ab</w>", 5}, {"a</w>", 6}}},
+        {"merges", {"a b</w>"}}}}};
+  auto t = load(j, {{"remove_space", true}});
+  ASSERT_TRUE(t);
+  const Ids ids = t->encode("  ab   a  b ", true, true);
+  EXPECT_EQ(ids, (Ids{0, 5, 6, 4, 1}));
+  EXPECT_EQ(t->decode(ids, true), "<s>ab a b </s>");
+  EXPECT_EQ(t->decode(ids, false), "ab a b");
+  EXPECT_EQ(t->token_to_piece(5), "ab ");
+
+  json ctc = {
+      {"pre_tokenizer", {{"type", "WhitespaceSplit"}}},
+      {"decoder",
+       {{"type", "CTC"}, {"pad_token", "<pad>"}, {"word_delimiter_token", "|"}, {"cleanup", true}}},
+      {"model",
+       {{"type", "BPE"},
+        {"continuing_subword_suffix", "@@"},
+        {"vocab", {{"<pad>", 0}, {"|", 1}, {"h", 2}, {"i", 3}, {"h@@", 4}, {"i@@", 5}}},
+        {"merges", json::array()}}}};
+  t = load(ctc, {{"do_lowercase_and_remove_accent", true}});
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->encode("H\u00cd hi", true, true), (Ids{4, 4, 3}));
+  EXPECT_EQ(t->decode({2, 2, 0, 3, 1, 1, 2, 3}, false), "hi hi");
+}
+
 TEST(HfTokenizer, AddedTokensStripAndNormalized) {
   json j = {
       {"normalizer", {{"type", "Lowercase"}}},

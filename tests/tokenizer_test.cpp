@@ -695,9 +695,14 @@ TEST(TokenizerBadMetadata, MissingAndUnknown) {
   wrong_type.set_i32s("tokenizer.ggml.tokens", {1, 2, 3});
   expect_error(wrong_type, "tokenizer.ggml.tokens");
 
-  GgufWriter bert = tiny_spm({});
+  GgufWriter t5 = tiny_spm({});
+  t5.set_string("tokenizer.ggml.model", "t5");
+  expect_error(t5, "Unigram not supported yet");
+
+  GgufWriter bert = tiny_spm({{"a", 0}});
   bert.set_string("tokenizer.ggml.model", "bert");
-  expect_error(bert, "WordPiece not supported yet");
+  bert.set_i32("tokenizer.ggml.cls_token_id", 99);
+  expect_error(bert, "tokenizer.ggml.cls_token_id = 99 is out of range");
 
   GgufWriter unknown = tiny_spm({});
   unknown.set_string("tokenizer.ggml.model", "sentencepiece-9000");

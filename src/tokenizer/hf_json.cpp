@@ -461,6 +461,7 @@ class Parser {
       return err("model.type", fmt::format("unknown model type '{}'", ty));
     }
     if (!vocab.is_object()) return err("model.vocab", "expected an object {token: id}");
+    m.vocab.reserve(vocab.size());
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
       if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() >= kMaxId) {
         return err(fmt::format("model.vocab[\"{}\"]", it.key()),
@@ -492,9 +493,12 @@ class Parser {
       if (!s.ok()) return s.error();
       *dst = *s;
     }
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) m.intern(it.key());
     auto merges = list(j, path, "merges");
     if (!merges.ok()) return merges.error();
+    m.symbols.reserve(vocab.size() + merges->size() / 4 + 16);
+    m.symbol_text.reserve(vocab.size() + merges->size() / 4 + 16);
+    m.merges.reserve(merges->size());
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) m.intern(it.key());
     for (size_t i = 0; i < merges->size(); ++i) {
       const json& e = *(*merges)[i];
       std::string a, b;
