@@ -701,8 +701,8 @@ TEST(TokenizerBadMetadata, MissingAndUnknown) {
 
   GgufWriter bert = tiny_spm({{"a", 0}});
   bert.set_string("tokenizer.ggml.model", "bert");
-  bert.set_i32("tokenizer.ggml.cls_token_id", 99);
-  expect_error(bert, "tokenizer.ggml.cls_token_id = 99 is out of range");
+  bert.set_i32("tokenizer.ggml.cls_token_id", 1000000);
+  expect_error(bert, "tokenizer.ggml.cls_token_id = 1000000 is out of range");
 
   GgufWriter unknown = tiny_spm({});
   unknown.set_string("tokenizer.ggml.model", "sentencepiece-9000");
