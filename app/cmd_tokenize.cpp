@@ -1,5 +1,8 @@
-// kandil tokenize -m MODEL [--no-bos] [--parse-special] (TEXT | -f FILE) [--json]
+// kandil tokenize (-m MODEL | --tokenizer FILE.json|DIR) [--no-bos] [--parse-special]
+//                 (TEXT | -f FILE) [--ids | --json]
 #include <fmt/core.h>
+
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -14,22 +17,30 @@ namespace kandil::app {
 namespace {
 
 struct TokenizeOptions {
-  std::string model, text, file;
+  std::string model, tokenizer, text, file;
   bool no_bos = false, parse_special = false, json = false, ids_only = false;
 };
 
-int run_tokenize(const TokenizeOptions& opt) {
-  auto path = resolve_model_path(opt.model);
-  if (!path.ok()) return fail(path.error());
-  // Only the vocabulary is needed: vocab-only GGUF files work too, and HF folders.
-  Result<std::unique_ptr<Tokenizer>> tok = Error{""};
-  if (is_hf_model_dir(*path)) {
-    tok = load_hf_tokenizer(*path);
-  } else {
-    auto file = GgufFile::open(*path);
-    if (!file.ok()) return fail(file.error());
-    tok = Tokenizer::from_gguf(*file);
+Result<std::unique_ptr<Tokenizer>> load_tokenizer(const TokenizeOptions& opt) {
+  if (!opt.tokenizer.empty()) {
+    // A Hugging Face tokenizer without a model: tokenizer.json or a folder holding one.
+    std::error_code ec;
+    if (std::filesystem::is_directory(opt.tokenizer, ec)) {
+      return Tokenizer::from_hf_dir(opt.tokenizer);
+    }
+    return Tokenizer::from_tokenizer_json(opt.tokenizer);
   }
+  auto path = resolve_model_path(opt.model);
+  if (!path.ok()) return path.error();
+  // Only the vocabulary is needed: vocab-only GGUF files work too, and HF folders.
+  if (is_hf_model_dir(*path)) return load_hf_tokenizer(*path);
+  auto file = GgufFile::open(*path);
+  if (!file.ok()) return file.error();
+  return Tokenizer::from_gguf(*file);
+}
+
+int run_tokenize(const TokenizeOptions& opt) {
+  auto tok = load_tokenizer(opt);
   if (!tok.ok()) return fail(tok.error());
   std::string text = opt.text;
   if (!opt.file.empty()) {
@@ -58,8 +69,11 @@ void register_tokenize(CLI::App& app, CommandFn& selected) {
   auto opt = std::make_shared<TokenizeOptions>();
   CLI::App* cmd =
       app.add_subcommand("tokenize", "Convert text to token ids with a model's tokenizer");
-  cmd->add_option("-m,--model", opt->model,
-                  "GGUF model or vocab file, or HF model folder (default: $KANDIL_MODEL)");
+  auto* model = cmd->add_option("-m,--model", opt->model,
+                                "GGUF model or vocab file, or HF model folder (default: $KANDIL_MODEL)");
+  cmd->add_option("--tokenizer", opt->tokenizer,
+                  "Hugging Face tokenizer.json, or a folder with tokenizer.json (no model needed)")
+      ->excludes(model);
   auto* text = cmd->add_option("text", opt->text, "Text to tokenize");
   auto* file = cmd->add_option("-f,--file", opt->file, "Read the text from a file");
   text->excludes(file);

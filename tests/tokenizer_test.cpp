@@ -149,7 +149,8 @@ TEST_P(VocabVectors, MatchLlamaCpp) {
 INSTANTIATE_TEST_SUITE_P(Tokenizer, VocabVectors,
                          ::testing::Values("ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf",
                                            "ggml-vocab-gpt-2.gguf",
-                                           "ggml-vocab-deepseek-coder.gguf"),
+                                           "ggml-vocab-deepseek-coder.gguf",
+                                           "ggml-vocab-bert-bge.gguf"),
                          [](const auto& info) {
                            std::string name = info.param;
                            name =
@@ -160,12 +161,18 @@ INSTANTIATE_TEST_SUITE_P(Tokenizer, VocabVectors,
                            return name;
                          });
 
-TEST(Tokenizer, BertIsAClearError) {
+TEST(Tokenizer, BertWordPiece) {
   KANDIL_REQUIRE_FIXTURE("vocab/ggml-vocab-bert-bge.gguf");
-  const LoadedTokenizer& t = load_fixture("vocab/ggml-vocab-bert-bge.gguf");
-  ASSERT_FALSE(t.tokenizer);
-  EXPECT_NE(t.error.find("WordPiece not supported yet"), std::string::npos) << t.error;
-  EXPECT_NE(t.error.find("ggml-vocab-bert-bge.gguf"), std::string::npos) << t.error;
+  const Tokenizer& t = fixture_tokenizer("vocab/ggml-vocab-bert-bge.gguf");
+  EXPECT_EQ(t.kind(), TokenizerKind::wordpiece);
+  EXPECT_EQ(t.n_vocab(), 30522);
+  // [CLS] text [SEP] with add_special; continuation pieces join without a space.
+  const std::vector<TokenId> ids = t.encode("Hello, World!", true, false);
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), 101);
+  EXPECT_EQ(ids.back(), 102);
+  EXPECT_EQ(t.decode(ids), " hello , world !");
+  EXPECT_EQ(t.encode("[CLS]", false, true), std::vector<TokenId>{101});
 }
 
 TEST(Tokenizer, FixtureMetadata) {
@@ -688,9 +695,14 @@ TEST(TokenizerBadMetadata, MissingAndUnknown) {
   wrong_type.set_i32s("tokenizer.ggml.tokens", {1, 2, 3});
   expect_error(wrong_type, "tokenizer.ggml.tokens");
 
-  GgufWriter bert = tiny_spm({});
+  GgufWriter t5 = tiny_spm({});
+  t5.set_string("tokenizer.ggml.model", "t5");
+  expect_error(t5, "Unigram not supported yet");
+
+  GgufWriter bert = tiny_spm({{"a", 0}});
   bert.set_string("tokenizer.ggml.model", "bert");
-  expect_error(bert, "WordPiece not supported yet");
+  bert.set_i32("tokenizer.ggml.cls_token_id", 1000000);
+  expect_error(bert, "tokenizer.ggml.cls_token_id = 1000000 is out of range");
 
   GgufWriter unknown = tiny_spm({});
   unknown.set_string("tokenizer.ggml.model", "sentencepiece-9000");

@@ -1,7 +1,9 @@
 // Tokenizers built from GGUF metadata (tokenizer.ggml.*):
 //   llama -> SentencePiece BPE with scores and byte fallback
 //   gpt2  -> byte-level BPE with merges and the pre-tokenizer named by tokenizer.ggml.pre
-// Later: bert (WordPiece), tokenizer.json.
+//   bert  -> WordPiece (llama.cpp's WPM semantics)
+// and from Hugging Face tokenizer.json files (BPE, WordPiece, Unigram with their normalizers,
+// pre-tokenizers, post-processors and decoders), with the semantics of @huggingface/transformers.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +19,8 @@ namespace kandil {
 
 using TokenId = int32_t;
 
-enum class TokenizerKind { spm, bpe };
+// spm / bpe / wordpiece: from GGUF; hf_*: from a Hugging Face tokenizer.json.
+enum class TokenizerKind { spm, bpe, wordpiece, hf_bpe, hf_wordpiece, hf_unigram };
 
 // Token attributes as in tokenizer.ggml.token_type.
 enum class TokenKind : uint8_t {
@@ -36,9 +39,22 @@ class Tokenizer {
 
   // Reads tokenizer.ggml.* from a GGUF file (model or vocab-only file).
   static Result<std::unique_ptr<Tokenizer>> from_gguf(const GgufFile& file);
+  // A Hugging Face tokenizer.json; a tokenizer_config.json in the same folder is read too
+  // (bos/eos tokens, clean_up_tokenization_spaces).
+  static Result<std::unique_ptr<Tokenizer>> from_tokenizer_json(const std::string& path);
+  // The same from JSON text (config_json may be empty); `name` prefixes error messages.
+  static Result<std::unique_ptr<Tokenizer>> from_tokenizer_json_text(
+      std::string_view tokenizer_json, std::string_view config_json = {},
+      const std::string& name = "tokenizer.json");
+  // A Hugging Face model folder: tokenizer.json, tokenizer_config.json, and the eos_token_id of
+  // generation_config.json / config.json as extra end-of-generation ids.
+  static Result<std::unique_ptr<Tokenizer>> from_hf_dir(const std::string& dir);
 
-  // add_special: prepend BOS / append EOS as the vocab's add_bos/add_eos flags say.
+  // add_special: prepend BOS / append EOS as the vocab's add_bos/add_eos flags say (tokenizer.json:
+  // the post-processor's special tokens).
   // parse_special: text matching a control/user-defined token's text becomes that token.
+  // (tokenizer.json: true = split on every added token, as transformers.js always does; false =
+  // only on non-special added tokens, special-token text is plain text.)
   virtual std::vector<TokenId> encode(std::string_view text, bool add_special,
                                       bool parse_special) const = 0;
 
@@ -46,8 +62,9 @@ class Tokenizer {
   // Control tokens render as "" unless `special` is true, then as their text.
   virtual std::string token_to_piece(TokenId id, bool special = false) const = 0;
 
-  // Concatenated pieces (special tokens rendered as text when `special`).
-  std::string decode(const std::vector<TokenId>& ids, bool special = false) const;
+  // Concatenated pieces (special tokens rendered as text when `special`). tokenizer.json: the
+  // decoder chain, as transformers.js decode (skip_special_tokens = !special).
+  virtual std::string decode(const std::vector<TokenId>& ids, bool special = false) const;
 
   virtual TokenizerKind kind() const = 0;
   int32_t n_vocab() const { return static_cast<int32_t>(texts_.size()); }

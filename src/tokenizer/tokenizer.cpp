@@ -329,13 +329,13 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& file) {
   if (!model_r.ok()) return model_r.error();
   if (!*model_r) return reader.error("tokenizer.ggml.model missing");
   const std::string model(**model_r);
-  bool spm = false;
+  bool spm = false, wpm = false;
   if (model == "llama") {
     spm = true;
   } else if (model == "gpt2") {
     spm = false;
   } else if (model == "bert") {
-    return reader.error("tokenizer.ggml.model = 'bert': WordPiece not supported yet");
+    wpm = true;
   } else if (model == "t5") {
     return reader.error("tokenizer.ggml.model = 't5': Unigram not supported yet");
   } else if (model == "rwkv") {
@@ -354,7 +354,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& file) {
   if (*pre_r) v.pre = std::string(**pre_r);
 
   std::optional<PreTokenizerSpec> spec;
-  if (!spm) {
+  if (!spm && !wpm) {
     spec = pre_tokenizer_spec(v.pre);
     if (!spec) {
       return reader.error(fmt::format("tokenizer.ggml.pre = '{}': unknown pre-tokenizer", v.pre));
@@ -397,6 +397,15 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& file) {
     v.unk = 0;
     v.add_bos = true;
     v.add_space_prefix = true;
+  } else if (wpm) {
+    // llama.cpp: [CLS] text [SEP]; CLS 101, SEP 102, UNK 100 unless the metadata says otherwise.
+    v.bos = in_vocab(101);
+    v.eos = in_vocab(102);
+    v.unk = in_vocab(100);
+    v.add_bos = true;
+    v.add_eos = true;
+    KANDIL_CHECK_OK(reader.read_id("cls_token_id", n_vocab, v.bos));
+    KANDIL_CHECK_OK(reader.read_id("seperator_token_id", n_vocab, v.eos));
   } else {
     v.bos = spec->no_bos ? -1 : in_vocab(11);
     v.eos = in_vocab(11);
@@ -452,6 +461,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& file) {
   set_strip_flags(file, v);
 
   if (spm) return make_spm_tokenizer(std::move(v));
+  if (wpm) return make_wpm_tokenizer(std::move(v));
   auto merges_r = file.get_array("tokenizer.ggml.merges", GgufValueType::STRING);
   if (!merges_r.ok()) return merges_r.error();
   if (!*merges_r) return reader.error("tokenizer.ggml.merges missing (required for gpt2)");

@@ -101,6 +101,8 @@ class VocabTokenizer : public Tokenizer {
 };
 
 std::unique_ptr<Tokenizer> make_spm_tokenizer(VocabData&& data);
+// WordPiece ("bert" vocabs, llama.cpp's WPM semantics).
+std::unique_ptr<Tokenizer> make_wpm_tokenizer(VocabData&& data);
 // merges: tokenizer.ggml.merges ("left right" strings, by rank).
 Result<std::unique_ptr<Tokenizer>> make_bpe_tokenizer(VocabData&& data,
                                                       const std::vector<std::string_view>& merges,

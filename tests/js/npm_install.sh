@@ -15,7 +15,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   exit 77
 fi
 cache="${KANDIL_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kandil/npm}/$name"
-stamp=$(cat "$src/package.json" "$src/package-lock.json" 2>/dev/null | sha256sum | cut -c1-16)
+stamp=$(cat "$src/package.json" "$src/package-lock.json" "$src/.npmrc" 2>/dev/null | sha256sum | cut -c1-16)
 if [[ -f "$cache/.stamp" && "$(cat "$cache/.stamp")" == "$stamp" && -d "$cache/node_modules" ]]; then
   echo "$cache"
   exit 0
@@ -30,6 +30,8 @@ if [[ -f "$cache/.stamp" && "$(cat "$cache/.stamp")" == "$stamp" && -d "$cache/n
 fi
 cp "$src/package.json" "$cache/"
 [[ -f "$src/package-lock.json" ]] && cp "$src/package-lock.json" "$cache/"
+# An .npmrc (e.g. ignore-scripts=true, where a dependency's install script needs other hosts).
+[[ -f "$src/.npmrc" ]] && cp "$src/.npmrc" "$cache/"
 cmd=install
 [[ -f "$cache/package-lock.json" ]] && cmd=ci
 if ! (cd "$cache" && timeout 600 npm "$cmd" --no-audit --no-fund --loglevel=error >"$cache/npm.log" 2>&1); then
