@@ -179,13 +179,12 @@ std::string js_number(double v) {
 
 namespace {
 
+// Array.prototype.toString of runtime values: each element's own toString, comma-joined.
 std::string js_array_string(const Array& a) {
   std::string out;
   for (size_t k = 0; k < a.size(); ++k) {
     if (k) out += ',';
-    // The elements of a runtime array are runtime-value objects.
-    (void)a[k];
-    out += "[object Object]";
+    out += (a[k].is_null() || a[k].is_undefined()) ? "undefined" : to_output(a[k]);
   }
   return out;
 }
