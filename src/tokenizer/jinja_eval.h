@@ -84,6 +84,21 @@ class Interpreter {
   std::vector<std::weak_ptr<Object>> namespaces_;
 };
 
+// jinja_methods.cpp: methods and text helpers shared by the built-ins.
+Object take_kwargs(Args& args);  // splits trailing keyword arguments off a call's arguments
+// args[k], else kwargs[name], else fallback.
+Value arg_or(const Args& args, size_t k, const Object& kw, const char* name, Value fallback);
+std::string join_values(const Array& items, const std::string& sep);  // Array.prototype.join
+double parse_int_prefix(const std::string& s);                        // parseInt(s, 10)
+double parse_float_prefix(const std::string& s);                      // parseFloat(s)
+Value number_value(double d, bool as_int);
+Value string_replace(const std::string& s, Args& args);
+Value string_method(const Value& str, const std::string& name);    // Undefined when none
+Value object_method(const Value& obj, const std::string& name);    // Undefined when none
+Value attribute_path(const Value& item, const std::string& path);  // "a.b.0"
+std::string indent_lines(const std::string& s, const std::string& pad, bool first, bool blank);
+std::string strftime_js(const std::string& fmt, int64_t now);
+
 // A macro's body, parameters and defining scope, called as a function.
 Value macro_function(Interpreter* interp, const Node* macro, const EnvPtr& scope);
 
