@@ -350,8 +350,10 @@ std::string to_json(const Value& v, const JsonOptions& opt, bool undefined_as_nu
       std::string q = json_quote(*v.s);
       return opt.ensure_ascii ? ascii_safe(q) : q;
     }
-    case Type::Array:
     case Type::Tuple:
+      // The reference's JSON writer has no case for tuples.
+      throw JinjaError("Cannot convert to JSON: TupleValue", 0);
+    case Type::Array:
     case Type::Object:
     case Type::Namespace: {
       const std::string pad_unit =
