@@ -19,5 +19,6 @@ void register_synth(CLI::App& app, CommandFn& selected);
 void register_bench(CLI::App& app, CommandFn& selected);
 void register_convert(CLI::App& app, CommandFn& selected);
 void register_lora(CLI::App& app, CommandFn& selected);
+void register_template(CLI::App& app, CommandFn& selected);
 
 }  // namespace kandil::app

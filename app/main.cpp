@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   kandil::app::register_bench(app, selected);
   kandil::app::register_convert(app, selected);
   kandil::app::register_lora(app, selected);
+  kandil::app::register_template(app, selected);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
