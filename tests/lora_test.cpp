@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -655,12 +656,23 @@ TEST(LoraConcurrency, SwapWhileGeneratingSeesOneWholeSetPerSequence) {
   });
   std::vector<std::vector<std::vector<TokenId>>> outputs(kThreads);
   std::vector<std::thread> workers;
+  std::atomic<int> seen_mask{0};  // which references some sequence matched so far
   for (int i = 0; i < kThreads; ++i) {
     workers.emplace_back([&, i] {
+      // Start once the swapper runs (a loaded machine may not schedule it at once), then keep
+      // generating until enough sequences, swaps and distinct sets were seen, or the deadline.
+      while (swaps.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+      }
       auto& out = outputs[static_cast<size_t>(i)];
+      auto distinct = [&] { return std::popcount(static_cast<unsigned>(seen_mask.load())); };
       while (static_cast<int>(out.size()) < kMinSequences ||
-             (swaps.load() < kMinSwaps && std::chrono::steady_clock::now() < deadline)) {
+             ((swaps.load() < kMinSwaps || distinct() < 2) &&
+              std::chrono::steady_clock::now() < deadline)) {
         out.push_back(greedy(*ctxs[static_cast<size_t>(i)], kTokens));
+        for (int k = 0; k < 3; ++k) {
+          if (out.back() == refs[static_cast<size_t>(k)]) seen_mask.fetch_or(1 << k);
+        }
       }
     });
   }

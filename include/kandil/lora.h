@@ -4,9 +4,9 @@
 // 6): every targeted projection computes y = W·x + Σᵢ sᵢ·Bᵢ(Aᵢ·x) with W untouched (any weight
 // type, quantized included), sᵢ = scale · alpha / r (rsLoRA: alpha / √r).
 //
-// Hot-swap: each Context has an active AdapterSet, published atomically by set_adapters() from any
-// thread while other threads decode. A Context::decode() call takes one snapshot for all its
-// layers (no torn reads); generate() keeps the set it started with until the sequence ends. The
+// Hot-swap: each Context has an active AdapterSet, published by set_adapters() (a pointer swap)
+// from any thread while other threads decode. A Context::decode() call takes one snapshot for all
+// its layers (no torn reads); generate() keeps the set it started with until the sequence ends. The
 // base model is shared: adapters and sets are immutable and can be shared by many Contexts.
 #pragma once
 

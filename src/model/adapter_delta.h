@@ -1,9 +1,9 @@
 // Low-rank weight deltas applied on top of a model's projections during the forward pass (the
 // mechanism beneath LoRA adapters, src/lora/). The base weights are never written:
 //   y = W·x + Σᵢ Bᵢ·(sᵢ · Aᵢ·x)
-// A Context holds the published delta set as an atomic shared pointer; a decode() call takes one
-// snapshot and uses it for every layer of that call, and generate() pins one snapshot for a whole
-// sequence (see docs/lora.md).
+// A Context holds the published delta set as a shared pointer swapped under a tiny lock; a
+// decode() call takes one snapshot and uses it for every layer of that call, and generate() pins
+// one snapshot for a whole sequence (see docs/lora.md).
 #pragma once
 
 #include <array>

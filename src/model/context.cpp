@@ -2,9 +2,9 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 
 #include "backend/cpu/attention.h"
 #include "backend/cpu/matmul.h"
@@ -15,6 +15,44 @@
 #include "ops/ops.h"
 
 namespace kandil {
+namespace {
+
+// The published adapter set of a Context. The critical section is a pointer copy or swap plus a
+// reference-count update (tens of nanoseconds), and an old set is released outside it. (libstdc++
+// 12's std::atomic<std::shared_ptr> unlocks with relaxed order in load(), which ThreadSanitizer
+// rightly reports as a race with store(); a mutex gives the same publish semantics, checked.)
+class PublishedDeltas {
+ public:
+  std::shared_ptr<const AdapterDeltas> load() const {
+    std::lock_guard lock(mutex_);
+    return ptr_;
+  }
+  void store(std::shared_ptr<const AdapterDeltas> p) {
+    {
+      std::lock_guard lock(mutex_);
+      ptr_.swap(p);
+    }
+    // p (the previous set) is released here, outside the lock.
+  }
+  bool compare_exchange(std::shared_ptr<const AdapterDeltas>& expected,
+                        std::shared_ptr<const AdapterDeltas> desired) {
+    std::shared_ptr<const AdapterDeltas> old;
+    std::lock_guard lock(mutex_);
+    if (ptr_ != expected) {
+      expected = ptr_;
+      return false;
+    }
+    old = std::move(ptr_);
+    ptr_ = std::move(desired);
+    return true;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const AdapterDeltas> ptr_;
+};
+
+}  // namespace
 
 struct Context::Impl {
   std::shared_ptr<const Model> model;
@@ -37,7 +75,7 @@ struct Context::Impl {
   int32_t n_logits = 0;
 
   // Adapter deltas (model/adapter_delta.h): published by any thread, snapshotted per decode().
-  std::atomic<std::shared_ptr<const AdapterDeltas>> published_deltas;
+  PublishedDeltas published_deltas;
   std::shared_ptr<const AdapterDeltas> pinned_deltas;
   bool deltas_pinned = false;
   const AdapterDeltas* deltas = nullptr;  // this decode() call's snapshot (null: none)
@@ -284,7 +322,7 @@ Result<void> Context::decode(const TokenId* tokens, int32_t n, bool all_logits) 
   // One adapter snapshot for the whole call: every layer of every pass sees the same set, and the
   // reference keeps it alive even if another thread publishes a new one meanwhile.
   const std::shared_ptr<const AdapterDeltas> snapshot =
-      s.deltas_pinned ? s.pinned_deltas : s.published_deltas.load(std::memory_order_acquire);
+      s.deltas_pinned ? s.pinned_deltas : s.published_deltas.load();
   s.deltas = snapshot && !snapshot->empty() ? snapshot.get() : nullptr;
   if (s.deltas) s.delta_scratch.reserve(*s.deltas, std::min(n, s.params.n_batch));
   struct ClearSnapshot {
@@ -326,19 +364,18 @@ void Context::clear() {
 const Model& Context::model() const { return *impl_->model; }
 
 void context_publish_deltas(Context& ctx, std::shared_ptr<const AdapterDeltas> deltas) {
-  ctx.impl().published_deltas.store(std::move(deltas), std::memory_order_release);
+  ctx.impl().published_deltas.store(std::move(deltas));
 }
 std::shared_ptr<const AdapterDeltas> context_published_deltas(const Context& ctx) {
-  return ctx.impl().published_deltas.load(std::memory_order_acquire);
+  return ctx.impl().published_deltas.load();
 }
 bool context_exchange_deltas(Context& ctx, std::shared_ptr<const AdapterDeltas>& expected,
                              std::shared_ptr<const AdapterDeltas> desired) {
-  return ctx.impl().published_deltas.compare_exchange_strong(
-      expected, std::move(desired), std::memory_order_acq_rel, std::memory_order_acquire);
+  return ctx.impl().published_deltas.compare_exchange(expected, std::move(desired));
 }
 void context_pin_deltas(Context& ctx) {
   Context::Impl& s = ctx.impl();
-  s.pinned_deltas = s.published_deltas.load(std::memory_order_acquire);
+  s.pinned_deltas = s.published_deltas.load();
   s.deltas_pinned = true;
 }
 void context_unpin_deltas(Context& ctx) {

@@ -178,7 +178,8 @@ std::string Normalizer::apply(std::string text) const {
     case Type::replace:
       return pattern.replace_all(text, content);
     case Type::prepend:
-      return content + text;
+      text.insert(0, content);
+      return text;
     case Type::strip:
       if (left && right) return std::string(trim(text));
       if (left) return std::string(uni::trim_start(text));

@@ -96,7 +96,7 @@ void apply_one(const PreTokenizer& p, const std::string& text, size_t section, P
       const bool first = p.prepend_scheme == "first" && section == 0;
       if (t.compare(0, p.replacement.size(), p.replacement) != 0 &&
           (p.prepend_scheme == "always" || first)) {
-        t = p.replacement + t;
+        t.insert(0, p.replacement);
       }
       out.push_back(std::move(t));
       return;

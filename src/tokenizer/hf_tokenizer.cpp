@@ -228,7 +228,10 @@ class HfTokenizer final : public Tokenizer {
       spec_->decoder->apply(tokens, added_ids_);
       for (const std::string& t : tokens) out += t;
     } else {
-      for (size_t i = 0; i < tokens.size(); ++i) out += (i ? " " : "") + tokens[i];
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        if (i) out += ' ';
+        out += tokens[i];
+      }
     }
     const std::string& eow = spec_->model.end_of_word_suffix;
     if (spec_->decoder && !eow.empty()) {
@@ -371,7 +374,11 @@ class HfTokenizer final : public Tokenizer {
         if (!d.prefix.empty() && t.compare(0, d.prefix.size(), d.prefix) == 0) {
           return t.substr(d.prefix.size());
         }
-        return " " + t;
+        {
+          std::string s(1, ' ');
+          s += t;
+          return s;
+        }
       case T::bpe: {
         Pattern p;
         p.literal = d.suffix;

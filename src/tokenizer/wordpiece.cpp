@@ -1,8 +1,9 @@
 // WordPiece from GGUF ("bert" vocabs), with llama.cpp's semantics: the text is NFD-normalized,
-// accents (non-spacing marks) are dropped, the rest lowercased and split into words at whitespace, punctuation, ASCII symbols and CJK ideographs
-// (control characters are dropped). Each word, with "▁" in front (GGUF bert vocabs store word-start
-// tokens as "▁word" and continuations without "##"), is matched greedily longest-first against
-// the vocab; a word with a part that matches nothing becomes the unknown token.
+// accents (non-spacing marks) are dropped, the rest lowercased and split into words at whitespace,
+// punctuation, ASCII symbols and CJK ideographs (control characters are dropped). Each word, with
+// "▁" in front (GGUF bert vocabs store word-start tokens as "▁word" and continuations without
+// "##"), is matched greedily longest-first against the vocab; a word with a part that matches
+// nothing becomes the unknown token.
 #include <algorithm>
 
 #include "tokenizer/tokenizer_impl.h"
