@@ -15,7 +15,9 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   exit 77
 fi
 cache="${KANDIL_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kandil/npm}/$name"
-stamp=$(cat "$src/package.json" "$src/package-lock.json" "$src/.npmrc" 2>/dev/null | sha256sum | cut -c1-16)
+stamp=$(for f in package.json package-lock.json .npmrc; do
+  if [[ -f "$src/$f" ]]; then cat "$src/$f"; fi
+done | sha256sum | cut -c1-16)
 if [[ -f "$cache/.stamp" && "$(cat "$cache/.stamp")" == "$stamp" && -d "$cache/node_modules" ]]; then
   echo "$cache"
   exit 0
