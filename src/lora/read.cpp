@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include <fstream>
 #include <sstream>
@@ -15,6 +14,9 @@
 #include "kandil/safetensors.h"
 #include "lora/adapter_impl.h"
 #include "ops/quant.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 namespace kandil::lora {
 namespace {
@@ -336,15 +338,28 @@ Result<RawAdapter> read_peft_adapter(const std::string& dir) {
   }
   // target_modules: a list of module-name suffixes, "all-linear", or a regex (full match).
   std::vector<std::string> target_list;
-  std::optional<std::regex> target_regex;
+  std::shared_ptr<pcre2_code> target_regex;
   bool all_linear = false;
   const nlohmann::json tm = cfg.contains("target_modules") ? cfg["target_modules"] : nullptr;
-  try {
+  {
     if (tm.is_string()) {
       if (tm == "all-linear") {
         all_linear = true;
       } else {
-        target_regex.emplace(tm.get<std::string>(), std::regex::ECMAScript);
+        // PEFT matches the string with Python's re.fullmatch; PCRE2 is the closer dialect.
+        const std::string pattern = tm.get<std::string>();
+        int code = 0;
+        PCRE2_SIZE offset = 0;
+        pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                       PCRE2_UTF, &code, &offset, nullptr);
+        if (!re) {
+          PCRE2_UCHAR msg[256];
+          pcre2_get_error_message(code, msg, sizeof msg);
+          return field_error("target_modules",
+                             fmt::format("is not a valid regex (at {}: {})", offset,
+                                         reinterpret_cast<const char*>(msg)));
+        }
+        target_regex.reset(re, pcre2_code_free);
       }
     } else if (tm.is_array()) {
       for (const auto& t : tm) {
@@ -354,12 +369,16 @@ Result<RawAdapter> read_peft_adapter(const std::string& dir) {
     } else {
       return field_error("target_modules", "must be a list of module names or a regex string");
     }
-  } catch (const std::regex_error& e) {
-    return field_error("target_modules", std::string("is not a valid regex: ") + e.what());
   }
   auto targeted = [&](const std::string& module) {
     if (all_linear) return true;
-    if (target_regex) return std::regex_match(module, *target_regex);
+    if (target_regex) {
+      pcre2_match_data* md = pcre2_match_data_create_from_pattern(target_regex.get(), nullptr);
+      const int rc = pcre2_match(target_regex.get(), reinterpret_cast<PCRE2_SPTR>(module.data()),
+                                 module.size(), 0, PCRE2_ANCHORED | PCRE2_ENDANCHORED, md, nullptr);
+      pcre2_match_data_free(md);
+      return rc >= 0;
+    }
     for (const std::string& t : target_list) {
       if (module == t ||
           (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
