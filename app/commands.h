@@ -17,5 +17,6 @@ void register_perplexity(CLI::App& app, CommandFn& selected);
 void register_quantize(CLI::App& app, CommandFn& selected);
 void register_synth(CLI::App& app, CommandFn& selected);
 void register_bench(CLI::App& app, CommandFn& selected);
+void register_template(CLI::App& app, CommandFn& selected);
 
 }  // namespace kandil::app

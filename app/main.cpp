@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   kandil::app::register_quantize(app, selected);
   kandil::app::register_synth(app, selected);
   kandil::app::register_bench(app, selected);
+  kandil::app::register_template(app, selected);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
