@@ -18,5 +18,10 @@ void register_quantize(CLI::App& app, CommandFn& selected);
 void register_synth(CLI::App& app, CommandFn& selected);
 void register_bench(CLI::App& app, CommandFn& selected);
 void register_template(CLI::App& app, CommandFn& selected);
+void register_chat(CLI::App& app, CommandFn& selected);
+void register_sessions(CLI::App& app, CommandFn& selected);
+void register_config(CLI::App& app, CommandFn& selected);
+void register_audit(CLI::App& app, CommandFn& selected);
+void register_doctor(CLI::App& app, CommandFn& selected);
 
 }  // namespace kandil::app

@@ -17,6 +17,11 @@ int main(int argc, char** argv) {
   kandil::app::register_synth(app, selected);
   kandil::app::register_bench(app, selected);
   kandil::app::register_template(app, selected);
+  kandil::app::register_chat(app, selected);
+  kandil::app::register_sessions(app, selected);
+  kandil::app::register_config(app, selected);
+  kandil::app::register_audit(app, selected);
+  kandil::app::register_doctor(app, selected);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
