@@ -53,10 +53,10 @@ int audit_main(const std::string& action, const AuditFlags& f) {
     if (e.event == "chat_turn") {
       std::string u = e.data.value("user", "");
       if (u.size() > 60) u = u.substr(0, 57) + "...";
-      summary = fmt::format("session {} {} tokens: {}", e.data.value("session", ""),
-                            e.data.value("prompt_tokens", int64_t{0}) +
-                                e.data.value("completion_tokens", int64_t{0}),
-                            u);
+      summary = fmt::format(
+          "session {} {} tokens: {}", e.data.value("session", ""),
+          e.data.value("prompt_tokens", int64_t{0}) + e.data.value("completion_tokens", int64_t{0}),
+          u);
     } else {
       summary = e.data.dump();
     }
@@ -73,10 +73,11 @@ void register_audit(CLI::App& app, CommandFn& selected) {
   for (const char* action : {"verify", "show"}) {
     auto f = std::make_shared<AuditFlags>();
     const std::string a = action;
-    CLI::App* sub = cmd->add_subcommand(
-        a, a == "verify" ? "Check the hash chain; names the first bad entry"
-                         : "Print entries (oldest first)");
-    if (a == "show") sub->add_option("--since", f->since, "Only entries at or after (YYYY-MM-DD[THH:MM])");
+    CLI::App* sub =
+        cmd->add_subcommand(a, a == "verify" ? "Check the hash chain; names the first bad entry"
+                                             : "Print entries (oldest first)");
+    if (a == "show")
+      sub->add_option("--since", f->since, "Only entries at or after (YYYY-MM-DD[THH:MM])");
     sub->add_flag("--json", f->json, "JSON output");
     sub->callback([a, f, &selected] { selected = [a, f] { return audit_main(a, *f); }; });
   }

@@ -80,7 +80,8 @@ int run_chat(const ChatFlags& f) {
     });
     if (!r.ok()) return fail(r.error());
     if (r->dropped > 0) {
-      fmt::print(stderr, "note: {} oldest messages were dropped to fit the context window ({} tokens)\n",
+      fmt::print(stderr,
+                 "note: {} oldest messages were dropped to fit the context window ({} tokens)\n",
                  r->dropped, session.provider().context_window());
     }
     if (f.json) {
@@ -117,8 +118,8 @@ int run_chat(const ChatFlags& f) {
 
 void register_chat(CLI::App& app, CommandFn& selected) {
   auto f = std::make_shared<ChatFlags>();
-  CLI::App* cmd = app.add_subcommand(
-      "chat", "Chat with a model: a REPL, or one answer with -p / piped stdin");
+  CLI::App* cmd =
+      app.add_subcommand("chat", "Chat with a model: a REPL, or one answer with -p / piped stdin");
   cmd->add_option("-m,--model", f->model, "Model: GGUF file (builtin) or remote model id");
   cmd->add_option("--provider", f->provider, "builtin | openai | anthropic");
   cmd->add_option("--system", f->system, "System prompt");

@@ -42,7 +42,8 @@ int config_main(const std::string& action, const ConfigFlags& f) {
   auto config = Config::load(paths);
   if (!config.ok()) return fail(config.error());
   if (action == "get") {
-    if (!find_key(f.key)) return fail(Error{"unknown key '" + f.key + "' (see `kandil config list`)"});
+    if (!find_key(f.key))
+      return fail(Error{"unknown key '" + f.key + "' (see `kandil config list`)"});
     auto s = config->get(f.key);
     if (f.json) {
       nlohmann::json j = {{"key", f.key}};
@@ -95,20 +96,23 @@ int init_main(bool force) {
 
 void register_config(CLI::App& app, CommandFn& selected) {
   CLI::App* cmd = app.add_subcommand(
-      "config", "Read and change settings (~/.config/kandil/config.toml < ./.kandil/config.toml "
-                "< KANDIL_* env < flags)");
+      "config",
+      "Read and change settings (~/.config/kandil/config.toml < ./.kandil/config.toml "
+      "< KANDIL_* env < flags)");
   cmd->require_subcommand(1);
   for (const char* action : {"get", "set", "unset", "list"}) {
     auto f = std::make_shared<ConfigFlags>();
     const std::string a = action;
-    CLI::App* sub = cmd->add_subcommand(a, a == "get"     ? "Print a key's effective value"
-                                           : a == "set"   ? "Set a key in the user (or project) file"
-                                           : a == "unset" ? "Remove a key from the user (or project) file"
-                                                          : "Every key with its value and source");
+    CLI::App* sub =
+        cmd->add_subcommand(a, a == "get"     ? "Print a key's effective value"
+                               : a == "set"   ? "Set a key in the user (or project) file"
+                               : a == "unset" ? "Remove a key from the user (or project) file"
+                                              : "Every key with its value and source");
     if (a != "list") sub->add_option("key", f->key, "Dotted key, e.g. openai.base_url")->required();
     if (a == "set") sub->add_option("value", f->value, "Value")->required();
     if (a == "set" || a == "unset") {
-      sub->add_flag("--project", f->project, "Write ./.kandil/config.toml instead of the user file");
+      sub->add_flag("--project", f->project,
+                    "Write ./.kandil/config.toml instead of the user file");
     }
     sub->add_flag("--json", f->json, "JSON output");
     sub->callback([a, f, &selected] { selected = [a, f] { return config_main(a, *f); }; });

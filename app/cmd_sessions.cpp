@@ -48,9 +48,8 @@ int sessions_main(const std::string& action, const SessionsFlags& f) {
     }
     if (list->empty()) fmt::print("no sessions\n");
     for (const auto& s : *list) {
-      fmt::print("{}  {:<16} {:>4} messages  {:>7} tokens  {}  {} {}\n", s.id, s.name,
-                 s.n_messages, s.prompt_tokens + s.completion_tokens, s.updated_at, s.provider,
-                 s.model);
+      fmt::print("{}  {:<16} {:>4} messages  {:>7} tokens  {}  {} {}\n", s.id, s.name, s.n_messages,
+                 s.prompt_tokens + s.completion_tokens, s.updated_at, s.provider, s.model);
     }
     return 0;
   }
@@ -97,11 +96,10 @@ void register_sessions(CLI::App& app, CommandFn& selected) {
   for (const char* action : {"list", "show", "resume", "rm"}) {
     auto f = std::make_shared<SessionsFlags>();
     const std::string a = action;
-    CLI::App* sub = cmd->add_subcommand(
-        a, a == "list"   ? "List sessions, most recent first"
-           : a == "show" ? "Print a session's messages"
-           : a == "rm"   ? "Delete a session"
-                         : "Continue a session in the REPL");
+    CLI::App* sub = cmd->add_subcommand(a, a == "list"   ? "List sessions, most recent first"
+                                           : a == "show" ? "Print a session's messages"
+                                           : a == "rm"   ? "Delete a session"
+                                                         : "Continue a session in the REPL");
     if (a != "list") sub->add_option("session", f->id, "Session id, id prefix or name")->required();
     if (a != "resume") sub->add_flag("--json", f->json, "JSON output");
     sub->callback([a, f, &selected] { selected = [a, f] { return sessions_main(a, *f); }; });

@@ -77,7 +77,8 @@ std::string sha256_hex(const std::string& data) {
 }
 
 AuditLog::AuditLog(std::string dir, std::function<int64_t()> clock_ms)
-    : dir_(std::move(dir)), clock_ms_(clock_ms ? std::move(clock_ms) : [] { return now_unix_ms(); }) {}
+    : dir_(std::move(dir)),
+      clock_ms_(clock_ms ? std::move(clock_ms) : [] { return now_unix_ms(); }) {}
 
 std::vector<std::string> AuditLog::files() const {
   std::vector<std::string> out;
@@ -119,8 +120,8 @@ Result<int64_t> AuditLog::append(const std::string& event, const nlohmann::json&
   ok = ::fsync(fd) == 0 && ok;
   ::close(fd);
   if (!ok) return Error{file + ": write failed: " + std::strerror(errno)};
-  auto w = write_file_atomic(dir_ + "/head", std::to_string(head->seq + 1) + " " + hash + "\n",
-                             0600);
+  auto w =
+      write_file_atomic(dir_ + "/head", std::to_string(head->seq + 1) + " " + hash + "\n", 0600);
   if (!w.ok()) return w.error();
   return head->seq + 1;
 }

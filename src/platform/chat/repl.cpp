@@ -159,13 +159,13 @@ bool run_slash(ChatSession& session, const SlashCommand& cmd, const ReplOptions&
                t.completion_tokens, t.turns);
     if (t.last) {
       const double gen_ms = t.last->total_ms - t.last->ttft_ms;
-      fmt::print(out,
-                 "last answer: {} prompt + {} completion tokens{}, time to first token {:.1f} "
-                 "ms, total {:.1f} ms ({:.1f} tokens/s)\n",
-                 t.last->prompt_tokens, t.last->completion_tokens,
-                 t.last->estimated ? " (estimated)" : "", t.last->ttft_ms, t.last->total_ms,
-                 gen_ms > 0 ? 1000.0 * static_cast<double>(t.last->completion_tokens) / gen_ms
-                            : 0.0);
+      fmt::print(
+          out,
+          "last answer: {} prompt + {} completion tokens{}, time to first token {:.1f} "
+          "ms, total {:.1f} ms ({:.1f} tokens/s)\n",
+          t.last->prompt_tokens, t.last->completion_tokens, t.last->estimated ? " (estimated)" : "",
+          t.last->ttft_ms, t.last->total_ms,
+          gen_ms > 0 ? 1000.0 * static_cast<double>(t.last->completion_tokens) / gen_ms : 0.0);
     }
     fmt::print(out, "context window: {} tokens, conversation now {} tokens\n",
                session.provider().context_window(),
@@ -180,7 +180,8 @@ int run_repl(ChatSession& session, const ReplOptions& options) {
   using_history();
   stifle_history(2000);
   if (!options.history_file.empty()) read_history(options.history_file.c_str());
-  struct sigaction sa{}, old{};
+  struct sigaction sa {
+  }, old{};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = 0;  // no SA_RESTART: a blocked read returns so the answer stops promptly

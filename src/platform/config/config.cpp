@@ -2,11 +2,11 @@
 
 #include <sys/stat.h>
 
+#include <toml++/toml.h>
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "platform/common/paths.h"
 
@@ -21,7 +21,8 @@ const std::vector<KeyInfo> kKeys = {
     {"max_tokens", KeyType::integer, "512", "Most tokens generated per answer"},
     {"temperature", KeyType::number, "0.7", "Sampling temperature (0: greedy)"},
     {"seed", KeyType::integer, "-1", "Sampling seed for the built-in engine (-1: random)"},
-    {"ctx", KeyType::integer, "0", "Context size for the built-in engine (0: the model's, <= 4096)"},
+    {"ctx", KeyType::integer, "0",
+     "Context size for the built-in engine (0: the model's, <= 4096)"},
     {"threads", KeyType::integer, "0", "Threads for the built-in engine (0: all)"},
     {"context_window", KeyType::integer, "8192",
      "Context window assumed for remote models (tokens, estimated as bytes / 4)"},
@@ -234,8 +235,7 @@ double Config::number(const std::string& key) const {
   return v.empty() ? 0.0 : std::strtod(v.c_str(), nullptr);
 }
 
-Result<void> config_set(const std::string& file, const std::string& key,
-                        const std::string& value) {
+Result<void> config_set(const std::string& file, const std::string& key, const std::string& value) {
   auto norm = validate_value(key, value);
   if (!norm.ok()) return norm.error();
   auto tbl = load_table(file);

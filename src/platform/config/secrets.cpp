@@ -2,9 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <toml++/toml.h>
 #include <cstdlib>
 #include <filesystem>
-#include <toml++/toml.h>
 
 #include "platform/common/paths.h"
 
@@ -20,7 +20,7 @@ Result<std::optional<Secret>> find_api_key(const std::string& provider,
   }
   const std::string file =
       credentials_file.empty() ? config_dir() + "/credentials.toml" : credentials_file;
-  struct stat st{};
+  struct stat st {};
   if (::stat(file.c_str(), &st) != 0) return std::optional<Secret>();
   if ((st.st_mode & 077) != 0) {
     return Error{file + ": credentials file must not be readable by others (chmod 600 " + file +

@@ -25,7 +25,9 @@ int64_t meminfo(const std::string& key) {
   return 0;
 }
 
-std::string human_bytes(int64_t b) { return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1u << 30)); }
+std::string human_bytes(int64_t b) {
+  return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1u << 30));
+}
 
 }  // namespace
 
@@ -38,9 +40,9 @@ std::vector<std::string> cpu_features() {
     std::istringstream ss(line.substr(line.find(':') + 1));
     std::string f;
     while (ss >> f) {
-      for (const char* want : {"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                               "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "asimd",
-                               "asimddp", "sve", "i8mm"}) {
+      for (const char* want :
+           {"avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+            "avx512_bf16", "avx_vnni", "amx_tile", "asimd", "asimddp", "sve", "i8mm"}) {
         if (f == want) out.push_back(f);
       }
     }
@@ -56,7 +58,7 @@ std::string gpu_summary() {
   std::ifstream in("/proc/driver/nvidia/version");
   std::string line;
   if (in && std::getline(in, line)) return "NVIDIA driver: " + line.substr(0, 120);
-  struct stat st{};
+  struct stat st {};
   if (::stat("/dev/nvidia0", &st) == 0) return "NVIDIA device /dev/nvidia0";
   if (::stat("/dev/kfd", &st) == 0) return "AMD ROCm device /dev/kfd";
   return "";
@@ -72,7 +74,8 @@ Check check_model_file(const std::string& path) {
     return {"model", "fail", path + ": not a GGUF file (no GGUF magic)"};
   }
   in.seekg(0, std::ios::end);
-  return {"model", "ok", fmt::format("{} ({})", path, human_bytes(static_cast<int64_t>(in.tellg())))};
+  return {"model", "ok",
+          fmt::format("{} ({})", path, human_bytes(static_cast<int64_t>(in.tellg())))};
 }
 
 std::vector<Check> run_doctor(const Config& config) {
@@ -93,8 +96,8 @@ std::vector<Check> run_doctor(const Config& config) {
     const bool chosen = config.str("provider") == p;
     auto key = find_api_key(p);
     std::string keynote = !key.ok() ? "key: " + key.error().message
-                          : *key   ? "key from " + (*key)->source
-                                   : "no key";
+                          : *key    ? "key from " + (*key)->source
+                                    : "no key";
     std::vector<std::string> headers;
     if (key.ok() && *key) {
       headers.push_back(p == "openai" ? "Authorization: Bearer " + (*key)->value
@@ -108,13 +111,14 @@ std::vector<Check> run_doctor(const Config& config) {
     std::string url = base;
     while (!url.empty() && url.back() == '/') url.pop_back();
     url += p == "openai" ? "/models" : "/v1/models";
-    auto st = http_get_status(url, headers, std::min<int64_t>(config.integer("net.connect_timeout_s"), 5));
+    auto st = http_get_status(url, headers,
+                              std::min<int64_t>(config.integer("net.connect_timeout_s"), 5));
     if (!st.ok()) {
       out.push_back({p, "fail", "unreachable: " + st.error().message});
     } else {
       const bool good = *st >= 200 && *st < 300;
-      out.push_back({p, good ? "ok" : "warn",
-                     fmt::format("{} answered HTTP {} ({})", url, *st, keynote)});
+      out.push_back(
+          {p, good ? "ok" : "warn", fmt::format("{} answered HTTP {} ({})", url, *st, keynote)});
     }
   }
   return out;
@@ -122,7 +126,8 @@ std::vector<Check> run_doctor(const Config& config) {
 
 nlohmann::json checks_json(const std::vector<Check>& checks) {
   nlohmann::json j = nlohmann::json::array();
-  for (const auto& c : checks) j.push_back({{"name", c.name}, {"status", c.status}, {"detail", c.detail}});
+  for (const auto& c : checks)
+    j.push_back({{"name", c.name}, {"status", c.status}, {"detail", c.detail}});
   return j;
 }
 

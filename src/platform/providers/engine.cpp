@@ -15,9 +15,8 @@ using Clock = std::chrono::steady_clock;
 
 class EngineProvider : public Provider {
  public:
-  EngineProvider(std::string path, std::shared_ptr<const Model> model,
-                 std::unique_ptr<Context> ctx, std::optional<ChatTemplate> tpl,
-                 ChatTemplateInfo info)
+  EngineProvider(std::string path, std::shared_ptr<const Model> model, std::unique_ptr<Context> ctx,
+                 std::optional<ChatTemplate> tpl, ChatTemplateInfo info)
       : path_(std::move(path)),
         model_(std::move(model)),
         ctx_(std::move(ctx)),
@@ -113,7 +112,8 @@ std::string fallback_prompt(const std::vector<Message>& messages) {
 
 Result<std::unique_ptr<Provider>> make_engine_provider(const ProviderSettings& s) {
   if (s.model.empty()) {
-    return Error{"no model: give -m MODEL.gguf, set KANDIL_MODEL, or `kandil config set model PATH`"};
+    return Error{
+        "no model: give -m MODEL.gguf, set KANDIL_MODEL, or `kandil config set model PATH`"};
   }
   auto model = Model::load(s.model);
   if (!model.ok()) return model.error();

@@ -159,8 +159,8 @@ Result<HttpResult> http_post_stream(const HttpRequest& req,
       return Error{req.url + ": " + what};
     }
     if (!retryable_status || t.streamed || attempt >= req.retries) return out;
-    int64_t wait = t.retry_after_s >= 0 ? std::min<int64_t>(t.retry_after_s * 1000, 60000)
-                                        : delay_ms;
+    int64_t wait =
+        t.retry_after_s >= 0 ? std::min<int64_t>(t.retry_after_s * 1000, 60000) : delay_ms;
     for (int64_t waited = 0; waited < wait && !cancelled(req.cancel); waited += 20) {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(20, wait - waited)));
     }
@@ -189,8 +189,8 @@ std::string describe_http_error(const std::string& provider, const std::string& 
   switch (r.status) {
     case 401:
     case 403:
-      what = "authentication failed (HTTP " + std::to_string(r.status) +
-             "): check the " + provider + " API key";
+      what = "authentication failed (HTTP " + std::to_string(r.status) + "): check the " +
+             provider + " API key";
       break;
     case 404:
       what = "HTTP 404: unknown model '" + model + "' or wrong base URL";

@@ -25,14 +25,14 @@ struct Message {
 struct ChatOptions {
   int32_t max_tokens = 512;
   double temperature = 0.7;
-  int64_t seed = -1;                            // -1: random (built-in engine only)
-  const std::atomic<bool>* cancel = nullptr;    // set -> stop as soon as possible
+  int64_t seed = -1;                          // -1: random (built-in engine only)
+  const std::atomic<bool>* cancel = nullptr;  // set -> stop as soon as possible
 };
 
 struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
-  double ttft_ms = 0;   // request start to first streamed text
+  double ttft_ms = 0;  // request start to first streamed text
   double total_ms = 0;
   std::string stop_reason;  // e.g. "stop", "length", "cancelled"
   bool estimated = false;   // token counts estimated (the server reported none)

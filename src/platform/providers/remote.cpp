@@ -93,7 +93,8 @@ class OpenAiProvider : public Provider {
     body["max_tokens"] = o.max_tokens;
     body["temperature"] = o.temperature;
     body["messages"] = nlohmann::json::array();
-    for (const auto& m : messages) body["messages"].push_back({{"role", m.role}, {"content", m.content}});
+    for (const auto& m : messages)
+      body["messages"].push_back({{"role", m.role}, {"content", m.content}});
     req.body = body.dump();
     Stream st(on_token);
     SseParser sse;
@@ -125,7 +126,8 @@ class OpenAiProvider : public Provider {
       }
       return true;
     };
-    auto r = http_post_stream(req, [&](std::string_view bytes) { return sse.feed(bytes, on_event); });
+    auto r =
+        http_post_stream(req, [&](std::string_view bytes) { return sse.feed(bytes, on_event); });
     if (r.ok() && !st.error.empty()) return Error{"openai at " + url + ": " + st.error};
     return finish(st, r, "openai", url, s_.model, messages);
   }
@@ -198,7 +200,8 @@ class AnthropicProvider : public Provider {
       }
       return true;
     };
-    auto r = http_post_stream(req, [&](std::string_view bytes) { return sse.feed(bytes, on_event); });
+    auto r =
+        http_post_stream(req, [&](std::string_view bytes) { return sse.feed(bytes, on_event); });
     if (r.ok() && !st.error.empty()) return Error{"anthropic at " + url + ": " + st.error};
     return finish(st, r, "anthropic", url, s_.model, messages);
   }

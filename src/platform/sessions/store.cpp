@@ -109,16 +109,15 @@ Result<std::unique_ptr<SessionStore>> SessionStore::open(const std::string& path
   std::unique_ptr<SessionStore> store(new SessionStore(db));
   sqlite3_busy_timeout(db, 5000);
   // WAL + synchronous=FULL: a committed transaction survives a crash of the process or machine.
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON"}) {
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
     auto r = store->exec(pragma);
     if (!r.ok()) return Error{path + ": " + r.error().message};
   }
   int version = store->schema_version();
   if (version > kSchemaVersion) {
     return Error{path + ": schema version " + std::to_string(version) +
-                 " is newer than this kandil understands (" + std::to_string(kSchemaVersion) +
-                 ")"};
+                 " is newer than this kandil understands (" + std::to_string(kSchemaVersion) + ")"};
   }
   for (int v = version; v < kSchemaVersion; ++v) {
     std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v] +
@@ -126,8 +125,8 @@ Result<std::unique_ptr<SessionStore>> SessionStore::open(const std::string& path
     auto r = store->exec(sql);
     if (!r.ok()) {
       (void)store->exec("ROLLBACK");
-      return Error{path + ": migration to version " + std::to_string(v + 1) + " failed: " +
-                   r.error().message};
+      return Error{path + ": migration to version " + std::to_string(v + 1) +
+                   " failed: " + r.error().message};
     }
   }
   return store;
@@ -276,7 +275,8 @@ Result<std::string> SessionStore::resolve(const std::string& key) {
   while (p.step() == SQLITE_ROW) ids.push_back(p.text(0));
   if (ids.size() == 1) return ids[0];
   if (ids.empty()) return Error{"no session '" + key + "' (see `kandil sessions list`)"};
-  return Error{"'" + key + "' matches " + std::to_string(ids.size()) + " sessions; give more of the id"};
+  return Error{"'" + key + "' matches " + std::to_string(ids.size()) +
+               " sessions; give more of the id"};
 }
 
 Result<Session> SessionStore::load(const std::string& key) {
