@@ -347,7 +347,7 @@ class FakeProvider : public Provider {
 
 TEST(PlatformChat, FitContextDropsOldestTurnsKeepsSystem) {
   FakeProvider p(40);
-  const std::string para(40, 'x');  // 11 tokens per message
+  const std::string para(60, 'x');  // 16 tokens per message
   std::vector<Message> m = {{"system", "s"}, {"user", para},      {"assistant", para},
                             {"user", para},  {"assistant", para}, {"user", "last"}};
   auto dropped = fit_context(m, p, 10);

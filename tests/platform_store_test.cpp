@@ -161,7 +161,9 @@ TEST(PlatformSessions, KillNineDuringWritesNeverCorrupts) {
     EXPECT_GT(committed, 0);
     // Sessions may exist without their messages only if the kill fell between the two
     // transactions; never half of a message batch.
-    for (const auto& info : *(*store)->list()) {
+    auto all = (*store)->list();
+    ASSERT_TRUE(all.ok());
+    for (const auto& info : *all) {
       EXPECT_TRUE(info.n_messages == 0 || info.n_messages == 6) << info.id;
     }
   }
@@ -182,7 +184,10 @@ struct AuditFixture {
     log = std::make_unique<AuditLog>(dir, [this] { return now; });
     // Six entries over three days.
     for (int i = 0; i < 6; ++i) {
-      EXPECT_EQ(*log->append("chat_turn", {{"i", i}, {"user", "q" + std::to_string(i)}}), i + 1);
+      std::string user = "q";
+      user += std::to_string(i);
+      auto seq = log->append("chat_turn", {{"i", i}, {"user", user}});
+      EXPECT_TRUE(seq.ok() && *seq == i + 1);
       if (i % 2 == 1) now += 86400000;
     }
   }
