@@ -7,6 +7,7 @@
 #include "kandil/synth.h"
 #include "loopback_http.h"
 #include "platform/audit/audit.h"
+#include "platform/chat/repl.h"
 #include "platform/chat/session.h"
 #include "platform/providers/http.h"
 #include "platform/providers/provider.h"
@@ -431,6 +432,77 @@ TEST(PlatformChat, TurnsArePersistedAuditedAndReloaded) {
   EXPECT_EQ((*store)->load(small.id())->info.system, "now with system");
   small.set_system("");
   EXPECT_NE(small.messages()[0].role, "system");
+}
+
+TEST(PlatformChat, SlashCommandsAndMultiLineInput) {
+  auto c = parse_slash("  /load  my session ");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->name, "load");
+  EXPECT_EQ(c->arg, "my session");
+  EXPECT_EQ(parse_slash("/tokens")->arg, "");
+  EXPECT_FALSE(parse_slash("hello /load"));
+  EXPECT_FALSE(parse_slash("/"));
+  EXPECT_FALSE(parse_slash("// comment"));
+
+  MultiLine ml;
+  EXPECT_TRUE(ml.add("one line"));
+  EXPECT_EQ(ml.take(), "one line");
+  EXPECT_FALSE(ml.add("first \\"));
+  EXPECT_TRUE(ml.pending());
+  EXPECT_TRUE(ml.add("second"));
+  EXPECT_EQ(ml.take(), "first \nsecond");
+  EXPECT_FALSE(ml.add("\"\"\""));
+  EXPECT_FALSE(ml.add("a"));
+  EXPECT_FALSE(ml.add("  b"));
+  EXPECT_TRUE(ml.add("\"\"\""));
+  EXPECT_FALSE(ml.pending());
+  EXPECT_EQ(ml.take(), "a\n  b");
+
+  const std::string dir = temp_dir();
+  auto store = SessionStore::open(dir + "/kandil.db");
+  ASSERT_TRUE(store.ok());
+  ChatSession chat(std::make_unique<FakeProvider>(1000), store->get(), nullptr, ChatOptions{});
+  chat.reset("");
+  ReplOptions ro;
+  ro.store = store->get();
+  auto run = [&](const std::string& line) {
+    char* buf = nullptr;
+    size_t len = 0;
+    std::FILE* out = open_memstream(&buf, &len);
+    bool more = run_slash(chat, *parse_slash(line), ro, out);
+    std::fclose(out);
+    std::string text(buf, len);
+    std::free(buf);
+    return std::make_pair(more, text);
+  };
+  EXPECT_NE(run("/help").second.find("/sessions"), std::string::npos);
+  EXPECT_NE(run("/sessions").second.find("no saved sessions"), std::string::npos);
+  EXPECT_NE(run("/system").second.find("(none)"), std::string::npos);
+  EXPECT_NE(run("/system be kind").second.find("set"), std::string::npos);
+  EXPECT_NE(run("/system").second.find("be kind"), std::string::npos);
+  ASSERT_TRUE(chat.turn("hello", {}).ok());
+  EXPECT_NE(run("/tokens").second.find("over 1 turns"), std::string::npos);
+  EXPECT_NE(run("/save first").second.find("as 'first'"), std::string::npos);
+  EXPECT_NE(run("/sessions").second.find("first"), std::string::npos);
+  EXPECT_NE(run("/reset").second.find("new conversation"), std::string::npos);
+  EXPECT_EQ(chat.messages().size(), 1u);  // the system prompt stays
+  EXPECT_NE(run("/load").second.find("usage"), std::string::npos);
+  EXPECT_NE(run("/load nope").second.find("error"), std::string::npos);
+  auto loaded = run("/load first");
+  EXPECT_NE(loaded.second.find("assistant: saw 2"), std::string::npos) << loaded.second;
+  EXPECT_NE(run("/model").second.find("fake-1"), std::string::npos);
+  EXPECT_NE(run("/model other").second.find("not possible"), std::string::npos);
+  ro.switch_model = [](const std::string& name) -> Result<std::unique_ptr<Provider>> {
+    if (name == "bad") return Error{"no such model"};
+    return std::unique_ptr<Provider>(std::make_unique<FakeProvider>(500));
+  };
+  EXPECT_NE(run("/model bad").second.find("no such model"), std::string::npos);
+  EXPECT_NE(run("/model good").second.find("now using"), std::string::npos);
+  EXPECT_EQ(chat.provider().context_window(), 500);
+  EXPECT_NE(run("/lora x").second.find("not available"), std::string::npos);
+  EXPECT_NE(run("/what").second.find("unknown command"), std::string::npos);
+  EXPECT_FALSE(run("/exit").first);
+  EXPECT_TRUE(run("/help").first);
 }
 
 // ---- the built-in engine -------------------------------------------------------------------
