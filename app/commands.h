@@ -20,5 +20,10 @@ void register_bench(CLI::App& app, CommandFn& selected);
 void register_convert(CLI::App& app, CommandFn& selected);
 void register_lora(CLI::App& app, CommandFn& selected);
 void register_template(CLI::App& app, CommandFn& selected);
+void register_chat(CLI::App& app, CommandFn& selected);
+void register_sessions(CLI::App& app, CommandFn& selected);
+void register_config(CLI::App& app, CommandFn& selected);
+void register_audit(CLI::App& app, CommandFn& selected);
+void register_doctor(CLI::App& app, CommandFn& selected);
 
 }  // namespace kandil::app

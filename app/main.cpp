@@ -19,6 +19,11 @@ int main(int argc, char** argv) {
   kandil::app::register_convert(app, selected);
   kandil::app::register_lora(app, selected);
   kandil::app::register_template(app, selected);
+  kandil::app::register_chat(app, selected);
+  kandil::app::register_sessions(app, selected);
+  kandil::app::register_config(app, selected);
+  kandil::app::register_audit(app, selected);
+  kandil::app::register_doctor(app, selected);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
