@@ -4,6 +4,8 @@
 #include <chrono>
 #include <thread>
 
+#include "kandil/lora.h"
+#include "kandil/model.h"
 #include "kandil/synth.h"
 #include "loopback_http.h"
 #include "platform/audit/audit.h"
@@ -499,13 +501,59 @@ TEST(PlatformChat, SlashCommandsAndMultiLineInput) {
   EXPECT_NE(run("/model bad").second.find("no such model"), std::string::npos);
   EXPECT_NE(run("/model good").second.find("now using"), std::string::npos);
   EXPECT_EQ(chat.provider().context_window(), 500);
-  EXPECT_NE(run("/lora x").second.find("not available"), std::string::npos);
+  EXPECT_NE(run("/lora x:0.5").second.find("apply to the built-in engine"), std::string::npos);
+  EXPECT_NE(run("/lora").second.find("no LoRA adapters active"), std::string::npos);
+  EXPECT_NE(run("/lora off").second.find("off"), std::string::npos);
   EXPECT_NE(run("/what").second.find("unknown command"), std::string::npos);
   EXPECT_FALSE(run("/exit").first);
   EXPECT_TRUE(run("/help").first);
 }
 
 // ---- the built-in engine -------------------------------------------------------------------
+
+TEST(PlatformEngine, LoraAdaptersChangeTheAnswerAndComeOff) {
+  const std::string dir = temp_dir();
+  const std::string path = dir + "/m.gguf";
+  ASSERT_TRUE(write_synthetic_model(SynthSpec{}, path).ok());
+  auto model = Model::load(path);
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  LoraSynthSpec spec;
+  spec.b_stddev = 1.0f;  // a strong adapter: the greedy answer must change
+  ASSERT_TRUE(write_synthetic_peft_adapter((*model)->config(), spec, dir + "/adapter").ok());
+  ProviderSettings s;
+  s.model = path;
+  s.ctx = 256;
+  s.threads = 1;
+  auto p = make_engine_provider(s);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  ChatOptions o;
+  o.max_tokens = 8;
+  o.temperature = 0;
+  auto answer = [&] {
+    std::string text;
+    auto u = (*p)->chat(kConversation, o, [&](std::string_view t) {
+      text += t;
+      return true;
+    });
+    EXPECT_TRUE(u.ok());
+    return text;
+  };
+  const std::string base = answer();
+  EXPECT_FALSE((*p)->apply_lora(dir + "/missing", 1.0f).ok());
+  ASSERT_TRUE((*p)->apply_lora(dir + "/adapter", 4.0f).ok());
+  ASSERT_EQ((*p)->active_lora().size(), 1u);
+  EXPECT_NE((*p)->active_lora()[0].find("scale 4"), std::string::npos);
+  const std::string adapted = answer();
+  EXPECT_NE(adapted, base);
+  ASSERT_TRUE((*p)->apply_lora(dir + "/adapter", 0.0f).ok());  // rescale, not a second copy
+  EXPECT_EQ((*p)->active_lora().size(), 1u);
+  EXPECT_EQ(answer(), base);  // scale 0 is the base model exactly
+  ASSERT_TRUE((*p)->apply_lora(dir + "/adapter", 4.0f).ok());
+  EXPECT_EQ(answer(), adapted);
+  (*p)->clear_lora();
+  EXPECT_TRUE((*p)->active_lora().empty());
+  EXPECT_EQ(answer(), base);
+}
 
 TEST(PlatformEngine, ChatsWithASynthModelUsingTheFallbackFormat) {
   const std::string path = temp_dir() + "/m.gguf";

@@ -33,7 +33,7 @@ const char* const kHelp =
     "  /save [NAME]       save the conversation (named, to /load it by name)\n"
     "  /sessions          list saved sessions\n"
     "  /load ID|NAME      continue a saved session\n"
-    "  /lora [PATH]       LoRA adapters (not available in this build)\n"
+    "  /lora [PATH[:SCALE] | off]  list, add (or rescale) or drop LoRA adapters\n"
     "  /tokens            token counts and time to first token\n"
     "  /exit              leave (or Ctrl-D)\n"
     "Input: end a line with \\ to continue it; wrap multi-line text in \"\"\" lines.\n"
@@ -150,9 +150,33 @@ bool run_slash(ChatSession& session, const SlashCommand& cmd, const ReplOptions&
       }
     }
   } else if (n == "lora") {
-    fmt::print(out,
-               "LoRA adapters are not available in this build: the engine has no adapter "
-               "support yet.\n");
+    Provider& p = session.provider();
+    if (cmd.arg.empty()) {
+      const auto active = p.active_lora();
+      if (active.empty()) fmt::print(out, "no LoRA adapters active\n");
+      for (const auto& a : active) fmt::print(out, "lora: {}\n", a);
+    } else if (cmd.arg == "off") {
+      p.clear_lora();
+      fmt::print(out, "LoRA adapters off\n");
+    } else {
+      // PATH or PATH:SCALE (a colon followed by a number).
+      std::string path = cmd.arg;
+      float scale = 1.0f;
+      if (const size_t colon = path.rfind(':'); colon != std::string::npos) {
+        char* end = nullptr;
+        const std::string tail = path.substr(colon + 1);
+        const float v = std::strtof(tail.c_str(), &end);
+        if (!tail.empty() && end && *end == '\0') {
+          scale = v;
+          path.resize(colon);
+        }
+      }
+      if (auto r = p.apply_lora(path, scale); !r.ok()) {
+        fmt::print(out, "error: {}\n", r.error().message);
+      } else {
+        fmt::print(out, "lora: {} active (scale {})\n", path, scale);
+      }
+    }
   } else if (n == "tokens") {
     const auto& t = session.totals();
     fmt::print(out, "session: {} prompt + {} completion tokens over {} turns\n", t.prompt_tokens,

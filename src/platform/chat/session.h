@@ -54,6 +54,7 @@ class ChatSession {
   const std::vector<Message>& messages() const { return messages_; }
   const std::string& id() const { return id_; }
   const Provider& provider() const { return *provider_; }
+  Provider& provider() { return *provider_; }
   const SessionTotals& totals() const { return totals_; }
   ChatOptions& options() { return options_; }
 

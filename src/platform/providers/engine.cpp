@@ -5,6 +5,7 @@
 
 #include "kandil/chat_template.h"
 #include "kandil/generate.h"
+#include "kandil/lora.h"
 #include "kandil/model.h"
 #include "platform/providers/provider.h"
 
@@ -26,6 +27,30 @@ class EngineProvider : public Provider {
   std::string name() const override { return "builtin"; }
   std::string model() const override { return path_; }
   int64_t context_window() const override { return ctx_->n_ctx(); }
+
+  Result<void> apply_lora(const std::string& path, float scale) override {
+    for (auto& [p, a, s] : adapters_) {
+      if (p != path) continue;
+      KANDIL_CHECK_OK(apply_adapter(*ctx_, a, scale));
+      s = scale;
+      return {};
+    }
+    auto adapter = LoraAdapter::load(path, *model_);
+    if (!adapter.ok()) return adapter.error();
+    KANDIL_CHECK_OK(apply_adapter(*ctx_, *adapter, scale));
+    adapters_.push_back({path, *adapter, scale});
+    return {};
+  }
+  void clear_lora() override {
+    (void)set_adapters(*ctx_, nullptr);
+    adapters_.clear();
+  }
+  std::vector<std::string> active_lora() const override {
+    std::vector<std::string> out;
+    for (const auto& a : adapters_)
+      out.push_back(a.path + " (scale " + std::to_string(a.scale) + ")");
+    return out;
+  }
 
   int64_t count_tokens(const std::vector<Message>& messages) const override {
     auto p = prompt_tokens(messages);
@@ -92,6 +117,12 @@ class EngineProvider : public Provider {
     return tok.encode(fallback_prompt(messages), true, false);
   }
 
+  struct Loaded {
+    std::string path;
+    std::shared_ptr<const LoraAdapter> adapter;
+    float scale;
+  };
+  std::vector<Loaded> adapters_;
   std::string path_;
   std::shared_ptr<const Model> model_;
   std::unique_ptr<Context> ctx_;

@@ -5,6 +5,11 @@
 
 namespace kandil::platform {
 
+Result<void> Provider::apply_lora(const std::string& path, float) {
+  return Error{"cannot apply " + path + ": the " + name() +
+               " provider runs a remote model; LoRA adapters apply to the built-in engine"};
+}
+
 int64_t estimate_tokens(const std::vector<Message>& messages) {
   int64_t n = 0;
   for (const auto& m : messages) n += 1 + static_cast<int64_t>(m.content.size() + 3) / 4;

@@ -54,6 +54,12 @@ class Provider {
   virtual int64_t context_window() const = 0;
   // Tokens `messages` take as a prompt (exact for the built-in engine, estimated remotely).
   virtual int64_t count_tokens(const std::vector<Message>& messages) const = 0;
+
+  // LoRA adapters (the built-in engine only): add one (or change its scale) from a GGUF adapter
+  // file or a PEFT folder; drop them all; list the active ones as "path (scale S)".
+  virtual Result<void> apply_lora(const std::string& path, float scale);
+  virtual void clear_lora() {}
+  virtual std::vector<std::string> active_lora() const { return {}; }
 };
 
 // Rough token count for text sent to a remote model: bytes / 4, at least 1 per message.
