@@ -77,6 +77,22 @@ struct Halves {
   std::optional<RawPair> a, b;  // a: rank, n_in, a; b: rank, n_out, b
 };
 
+// Files one tensor (A or B, as `is_a` says) of a pair; a second A or B is an error.
+Result<void> store_half(Halves& h, bool is_a, RawPair half, std::vector<float> values, int64_t rows,
+                        int64_t cols, const std::string& where) {
+  std::optional<RawPair>& slot = is_a ? h.a : h.b;
+  if (slot) return Error{where + ": duplicate tensor"};
+  if (is_a) {
+    half.n_in = cols;
+    half.a = std::move(values);
+  } else {
+    half.n_out = rows;
+    half.b = std::move(values);
+  }
+  slot = std::move(half);
+  return {};
+}
+
 Result<std::vector<RawPair>> join_halves(std::map<std::pair<int32_t, int>, Halves>& halves,
                                          const std::string& file) {
   std::vector<RawPair> pairs;
@@ -255,18 +271,8 @@ Result<RawAdapter> read_gguf_adapter(const GgufFile& f) {
     }
     auto values = to_floats(t.type, t.data, rows, cols, where);
     if (!values.ok()) return values.error();
-    Halves& h = halves[{*layer, static_cast<int>(*target)}];
-    if (is_a) {
-      if (h.a) return Error{where + ": duplicate tensor"};
-      half.n_in = cols;
-      half.a = std::move(*values);
-      h.a = std::move(half);
-    } else {
-      if (h.b) return Error{where + ": duplicate tensor"};
-      half.n_out = rows;
-      half.b = std::move(*values);
-      h.b = std::move(half);
-    }
+    KANDIL_CHECK_OK(store_half(halves[{*layer, static_cast<int>(*target)}], is_a, std::move(half),
+                               std::move(*values), rows, cols, where));
   }
   auto pairs = join_halves(halves, path);
   if (!pairs.ok()) return pairs.error();
@@ -459,18 +465,8 @@ Result<RawAdapter> read_peft_adapter(const std::string& dir) {
     }
     auto values = to_floats(*tt, t.data, rows, cols, where);
     if (!values.ok()) return values.error();
-    Halves& h = halves[{*layer, static_cast<int>(*target)}];
-    if (is_a) {
-      if (h.a) return Error{where + ": duplicate tensor"};
-      half.n_in = cols;
-      half.a = std::move(*values);
-      h.a = std::move(half);
-    } else {
-      if (h.b) return Error{where + ": duplicate tensor"};
-      half.n_out = rows;
-      half.b = std::move(*values);
-      h.b = std::move(half);
-    }
+    KANDIL_CHECK_OK(store_half(halves[{*layer, static_cast<int>(*target)}], is_a, std::move(half),
+                               std::move(*values), rows, cols, where));
   }
   auto pairs = join_halves(halves, weights_path);
   if (!pairs.ok()) return pairs.error();
