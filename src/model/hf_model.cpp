@@ -182,13 +182,7 @@ Result<void> load_hf_model(const std::string& dir, Model::Impl& m) {
   src.find = [weights, meta, realigned,
               dir](std::string_view name) -> Result<std::optional<TensorView>> {
     if (const GgufTensorInfo* t = meta->find_tensor(name)) {  // derived: rope_freqs.weight
-      TensorView v;
-      v.type = t->type;
-      v.n_dims = t->n_dims;
-      for (int d = 0; d < 4; ++d) v.ne[d] = t->ne[d];
-      v.data = t->data;
-      v.nbytes = t->nbytes;
-      return std::optional<TensorView>(v);
+      return std::optional<TensorView>(TensorView::of(*t));
     }
     auto hf_name = hf::hf_name_of(name);
     if (!hf_name) return std::optional<TensorView>();

@@ -211,13 +211,7 @@ TensorSource gguf_tensor_source(const GgufFile& f) {
   src.find = [&f](std::string_view name) -> Result<std::optional<TensorView>> {
     const GgufTensorInfo* t = f.find_tensor(name);
     if (!t) return std::optional<TensorView>();
-    TensorView v;
-    v.type = t->type;
-    v.n_dims = t->n_dims;
-    for (int d = 0; d < 4; ++d) v.ne[d] = t->ne[d];
-    v.data = t->data;
-    v.nbytes = t->nbytes;
-    return std::optional<TensorView>(v);
+    return std::optional<TensorView>(TensorView::of(*t));
   };
   return src;
 }

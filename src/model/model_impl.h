@@ -52,6 +52,16 @@ struct TensorView {
   int64_t ne[4] = {1, 1, 1, 1};
   const uint8_t* data = nullptr;
   uint64_t nbytes = 0;
+
+  static TensorView of(const GgufTensorInfo& t) {
+    TensorView v;
+    v.type = t.type;
+    v.n_dims = t.n_dims;
+    for (int d = 0; d < 4; ++d) v.ne[d] = t.ne[d];
+    v.data = t.data;
+    v.nbytes = t.nbytes;
+    return v;
+  }
 };
 
 // Where the loader finds tensors by their GGUF names: the GGUF file itself, or (a Hugging Face
