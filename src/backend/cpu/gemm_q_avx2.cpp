@@ -175,7 +175,8 @@ KANDIL_AVX2 void tile(int64_t nb, const uint8_t* panel, const ActBlock* act, int
       sum[j] = T::offset != 0 ? _mm256_set1_epi32(ab[j].bias) : _mm256_setzero_si256();
     }
     for (int k0 = 0; k0 < kSteps; k0 += kGroup<T>) {
-      __m256i pairs[RN];  // int16 pair sums of the group's steps
+      __m256i pairs[RN];  // int16 pair sums of the group's steps (zeroed: the compiler folds
+      for (int j = 0; j < RN; ++j) pairs[j] = _mm256_setzero_si256();  // the first add away)
       for (int k = k0; k < k0 + kGroup<T>; ++k) {
         const __m256i wq = _mm256_load_si256(reinterpret_cast<const __m256i*>(p + 32 * k));
         for (int j = 0; j < RN; ++j) {
@@ -186,7 +187,7 @@ KANDIL_AVX2 void tile(int64_t nb, const uint8_t* panel, const ActBlock* act, int
           } else {
             prod = _mm256_maddubs_epi16(wq, av);
           }
-          pairs[j] = k == k0 ? prod : _mm256_add_epi16(pairs[j], prod);
+          pairs[j] = _mm256_add_epi16(pairs[j], prod);
           keep_in_register(pairs[j]);
         }
       }
