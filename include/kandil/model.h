@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include "kandil/tokenizer.h"
 
 namespace kandil {
+
+class AdapterSet;  // kandil/lora.h
 
 // How RoPE pairs the dimensions of a head: (x[2i], x[2i+1]) for LLaMA's GGUF layout ("norm" in
 // llama.cpp) or (x[i], x[i + n_rot/2]) for the split-half layout of GPT-NeoX / Qwen ("neox").
@@ -85,6 +88,19 @@ struct ContextParams {
   int32_t n_batch = 512;  // largest number of tokens evaluated in one forward pass
   int32_t n_threads = 0;  // 0: all hardware threads
   KvCacheType cache_type = KvCacheType::f16;
+  // Independent sequences (a server's slots), each with its own n_ctx positions of KV cache.
+  int32_t n_seq = 1;
+};
+
+// One sequence's share of a batched forward pass (Context::decode_batch).
+struct SeqBatch {
+  int32_t seq = 0;                  // 0 .. n_seq - 1
+  const TokenId* tokens = nullptr;  // evaluated at positions n_past(seq) .. n_past(seq) + n - 1
+  int32_t n = 0;
+  bool logits = true;  // keep the logits of this entry's last token (batch_logits)
+  // This entry's LoRA adapters (null: the base model alone), made for this model; the caller
+  // keeps it alive during the call. Entries with different sets share the base matmuls.
+  const AdapterSet* adapters = nullptr;
 };
 
 class Context {
@@ -105,11 +121,27 @@ class Context {
   const float* logits(int32_t i = -1) const;
   int32_t n_logits() const;
 
-  int32_t n_past() const;
-  int32_t n_ctx() const;
+  // Continuous batching: evaluates several sequences in shared forward passes, so each weight
+  // matrix is read once per pass for all their tokens. Entries name distinct sequences; an entry
+  // may be a whole prompt (split over passes of at most n_batch tokens in all) or one token.
+  // Each token's result does not depend on what else is in the batch. decode() and generate()
+  // work on sequence 0 with the adapters published by set_adapters(); decode_batch uses each
+  // entry's own adapters. Validates everything before evaluating anything.
+  Result<void> decode_batch(std::span<const SeqBatch> batch);
+  // Logits of entry i's last token after decode_batch (entry i must have had logits set).
+  const float* batch_logits(size_t i) const;
+
+  int32_t n_past() const;  // sequence 0
+  int32_t n_past(int32_t seq) const;
+  int32_t n_ctx() const;  // positions per sequence
+  int32_t n_seq() const;
   int32_t n_threads() const;
-  // Forgets the cached sequence (positions restart at 0).
+  // Forgets every cached sequence (positions restart at 0).
   void clear();
+  void clear(int32_t seq);
+  // Keeps the first n (<= n_past(seq)) cached positions of seq; the next tokens continue from
+  // position n (prefix reuse: a new prompt sharing those tokens skips re-evaluating them).
+  void truncate(int32_t seq, int32_t n);
 
   const Model& model() const;
 
