@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "app/commands.h"
@@ -69,6 +70,9 @@ int run_tokenizer_train(const TrainOptions& opt) {
   if (!model.ok()) return fail(model.error());
   if (auto r = write_bpe_tokenizer(*model, opt.output); !r.ok()) return fail(r.error());
   if (!opt.gguf.empty()) {
+    std::error_code ec;
+    const auto parent = std::filesystem::path(opt.gguf).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     GgufWriter w;
     w.set_string("general.architecture", "llama");
     w.set_string("general.type", "vocab");

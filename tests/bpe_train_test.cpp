@@ -32,7 +32,12 @@ std::string corpus(uint64_t seed, int n_words) {
   std::mt19937_64 rng(seed);
   std::string s;
   for (int i = 0; i < n_words; ++i) {
-    s += kWords[rng() % (sizeof(kWords) / sizeof(kWords[0]))];
+    if (rng() % 3 == 0) {  // a made-up word: many distinct pairs to merge
+      const int len = 2 + static_cast<int>(rng() % 6);
+      for (int k = 0; k < len; ++k) s += "etaoinshrdlucmfw"[rng() % 16];
+    } else {
+      s += kWords[rng() % (sizeof(kWords) / sizeof(kWords[0]))];
+    }
     const uint64_t r = rng() % 20;
     s += r == 0 ? "\n" : r == 1 ? ".  " : r == 2 ? "\t" : " ";
   }
@@ -184,8 +189,8 @@ TEST(BpeTrain, TokenizerJsonLoadsAndRoundTrips) {
   // Invalid UTF-8 decodes to the same text with U+FFFD for the bad bytes, as the tokenizer reads
   // it.
   for (const std::string& s : {std::string("a\xFF"
-                                          "b"),
-                              std::string("\xC3"), std::string("x\xE6\x97")}) {
+                                           "b"),
+                               std::string("\xC3"), std::string("x\xE6\x97")}) {
     EXPECT_EQ(tok->decode(tok->encode(s, false, false)), tok::to_valid_utf8(s));
   }
 }
@@ -196,7 +201,11 @@ TEST(BpeTrain, MergesShortenHeldOutText) {
   ASSERT_TRUE(tok);
   const std::string held_out = corpus(5, 2000);
   const auto ids = tok->encode(held_out, false, false);
-  EXPECT_LT(ids.size() * 3, held_out.size()) << "expected at least 3 bytes per token";
+  EXPECT_LT(ids.size() * 2, held_out.size()) << "expected at least 2 bytes per token";
+  // More merges, fewer tokens.
+  auto small = load(train(corpus(4, 8000), 300));
+  ASSERT_TRUE(small);
+  EXPECT_LT(ids.size(), small->encode(held_out, false, false).size());
   // A byte-only vocabulary (no merges) spends one token per byte.
   const BpeModel bytes_only = train(corpus(4, 100), 260);
   auto tb = load(bytes_only);

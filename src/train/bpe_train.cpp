@@ -12,6 +12,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -322,11 +323,14 @@ std::string bpe_tokenizer_config_json(const BpeModel& m) {
 
 Result<void> write_bpe_tokenizer(const BpeModel& m, const std::string& path) {
   const std::string tj = bpe_tokenizer_json(m), cfg = bpe_tokenizer_config_json(m);
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Error{fmt::format("{}: cannot create folder: {}", dir.string(), ec.message())};
+  }
   KANDIL_CHECK_OK(write_file_atomic(path, tj.data(), tj.size()));
-  std::string dir = path;
-  const size_t slash = dir.find_last_of('/');
-  dir = slash == std::string::npos ? std::string() : dir.substr(0, slash + 1);
-  return write_file_atomic(dir + "tokenizer_config.json", cfg.data(), cfg.size());
+  return write_file_atomic((dir / "tokenizer_config.json").string(), cfg.data(), cfg.size());
 }
 
 void add_bpe_gguf_metadata(const BpeModel& m, GgufWriter& w) {
