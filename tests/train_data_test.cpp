@@ -7,6 +7,7 @@
 #include <set>
 
 #include "kandil/bpe_train.h"
+#include "kandil/gguf.h"
 #include "kandil/model.h"
 #include "kandil/synth.h"
 #include "kandil/train_data.h"
@@ -361,6 +362,41 @@ TEST(TrainData, EvaluateLossOnASyntheticModel) {
   auto rest = evaluate_loss(**ctx, std::vector<PackedSequence>(seqs.begin() + 1, seqs.end()));
   ASSERT_TRUE(first.ok() && rest.ok());
   EXPECT_NEAR(first->sum_nll + rest->sum_nll, loss->sum_nll, 1e-9);
+}
+
+}  // namespace
+}  // namespace kandil
+
+namespace kandil {
+namespace {
+
+TEST(TrainData, SentencePieceTokenizerMasksFollowTheText) {
+  // The synthetic model's vocabulary is SentencePiece-style (a "▁" dummy prefix): token pieces
+  // spell " " + text, and the mask offsets account for that one leading space.
+  const std::string path = testing::temp_dir() + "/m.gguf";
+  ASSERT_TRUE(write_synthetic_model(SynthSpec{}, path).ok());
+  auto f = GgufFile::open(path);
+  ASSERT_TRUE(f.ok());
+  auto tok = Tokenizer::from_gguf(*f);
+  ASSERT_TRUE(tok.ok());
+  RawExample pc;
+  pc.format = ExampleFormat::prompt_completion;
+  pc.prompt = "abc ";
+  pc.completion = "xyz";
+  auto e = tokenize_example(pc, **tok, nullptr);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  std::vector<TokenId> prompt_ids, target_ids;
+  for (size_t i = 0; i < e->tokens.size(); ++i) {
+    (e->mask[i] ? target_ids : prompt_ids).push_back(e->tokens[i]);
+  }
+  std::string targets;
+  for (TokenId id : target_ids) targets += (*tok)->token_to_piece(id);
+  std::string prompt;
+  for (TokenId id : prompt_ids) prompt += (*tok)->token_to_piece(id);
+  EXPECT_NE(targets.find("xyz"), std::string::npos) << targets;
+  EXPECT_EQ(targets.find('a'), std::string::npos) << targets;
+  EXPECT_NE(prompt.find("abc"), std::string::npos) << prompt;
+  EXPECT_EQ(prompt.find('x'), std::string::npos) << prompt;
 }
 
 }  // namespace

@@ -210,17 +210,18 @@ Result<Rendered> render_messages(const RawExample& ex, const Tokenizer& tok,
   return out;
 }
 
-// Token byte offsets in `text` from the concatenated pieces; nullopt when the pieces do not
-// spell the text (a normalizer changed it), except for SentencePiece's one leading space.
-std::optional<std::vector<size_t>> token_offsets(const Tokenizer& tok,
-                                                 const std::vector<TokenId>& ids,
-                                                 const std::string& text) {
+// Token byte ranges [begin, end) in `text` from the concatenated pieces; nullopt when the pieces
+// do not spell the text (a normalizer changed it), except for SentencePiece's one leading space.
+std::optional<std::vector<std::pair<size_t, size_t>>> token_ranges(const Tokenizer& tok,
+                                                                   const std::vector<TokenId>& ids,
+                                                                   const std::string& text) {
   std::string spelled;
-  std::vector<size_t> starts;
-  starts.reserve(ids.size());
+  std::vector<std::pair<size_t, size_t>> ranges;
+  ranges.reserve(ids.size());
   for (TokenId id : ids) {
-    starts.push_back(spelled.size());
+    const size_t begin = spelled.size();
     spelled += tok.token_to_piece(id, true);
+    ranges.emplace_back(begin, spelled.size());
   }
   size_t shift = 0;
   if (spelled != text) {
@@ -231,8 +232,11 @@ std::optional<std::vector<size_t>> token_offsets(const Tokenizer& tok,
       return std::nullopt;
     }
   }
-  for (size_t& s : starts) s = s >= shift ? s - shift : 0;
-  return starts;
+  for (auto& [b, e] : ranges) {
+    b = b >= shift ? b - shift : 0;
+    e = e >= shift ? e - shift : 0;
+  }
+  return ranges;
 }
 
 }  // namespace
@@ -265,13 +269,15 @@ Result<TrainExample> tokenize_example(const RawExample& ex, const Tokenizer& tok
   }
   TrainExample out;
   std::vector<TokenId> ids = tok.encode(r.text, false, r.parse_special);
-  auto offsets = token_offsets(tok, ids, r.text);
+  auto ranges = token_ranges(tok, ids, r.text);
   std::vector<uint8_t> mask(ids.size(), 0);
-  if (offsets) {
-    // A token is a target when it starts inside a loss span.
+  if (ranges) {
+    // A token is a target when any of its bytes lies inside a loss span (a token straddling
+    // the prompt/completion boundary carries completion text, so it is learned).
     for (size_t t = 0; t < ids.size(); ++t) {
+      const auto [tb, te] = (*ranges)[t];
       for (const auto& [b, e] : r.spans) {
-        if ((*offsets)[t] >= b && (*offsets)[t] < e) mask[t] = 1;
+        if (tb < e && te > b) mask[t] = 1;
       }
     }
   } else {
