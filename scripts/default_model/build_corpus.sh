@@ -33,7 +33,7 @@ SOURCES=(
   "libtomlplusplus-dev;MIT;Expat;^/usr/include/toml\+\+/.*\.(h|hpp|inl)$;^$"
   "libutf8proc-dev;MIT;Expat;^/usr/include/utf8proc\.h$;^$"
   "libssl-dev;Apache-2.0;Apache-2.0;^/usr/include/openssl/.*\.h$;^$"
-  "llvm-14-dev;Apache-2.0 WITH LLVM-exception;APACHE-2-LLVM-EXCEPTIONS;^/usr/lib/llvm-14/include/.*\.h$;^$"
+  "llvm-14-dev;Apache-2.0 WITH LLVM-exception;APACHE-2-LLVM-EXCEPTIONS;^/usr/include/llvm-(c-)?14/.*\.h$;^$"
 )
 
 # Stdlib parts under their own permissive licences (libpython3.11-stdlib copyright, "Files with
@@ -43,7 +43,7 @@ python_licence() {
     */python3.11/logging/*) echo "HPND (Vinay Sajip)" ;;
     */python3.11/multiprocessing/*) echo "BSD-3-Clause" ;;
     */python3.11/sqlite3/*) echo "Zlib" ;;
-    */python3.11/async*) echo "HPND (Sam Rushing)" ;;
+    */python3.11/asyncore.py | */python3.11/asynchat.py) echo "HPND (Sam Rushing)" ;;
     */python3.11/tarfile.py) echo "MIT" ;;
     */python3.11/turtle.py) echo "Zlib" ;;
     *) echo "PSF-2.0" ;;
