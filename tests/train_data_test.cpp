@@ -82,6 +82,8 @@ TEST(TrainData, BadLinesNameFileLineAndExpectation) {
   EXPECT_EQ(error_of("\n\n[1,2]"), "d.jsonl:3: expected a JSON object, got an array");
   EXPECT_NE(error_of("{\"text\": \"a\"").find("d.jsonl:1: expected one JSON object per line"),
             std::string::npos);
+  EXPECT_NE(error_of("{\"id\": 1e999, \"text\": \"a\"}").find("d.jsonl:1: expected one JSON "),
+            std::string::npos);
   EXPECT_EQ(error_of("{\"prompt\": \"a\"}"), "d.jsonl:1: expected a \"completion\" field");
   EXPECT_EQ(error_of("{\"foo\": 1}"),
             "d.jsonl:1: expected a \"text\", \"prompt\" + \"completion\" or \"messages\" field");

@@ -48,6 +48,9 @@ Result<std::optional<RawExample>> parse_jsonl_line(std::string_view line, const 
   } catch (const nlohmann::ordered_json::parse_error& e) {
     return Error{fmt::format("{}: expected one JSON object per line (invalid JSON at byte {})",
                              where, e.byte)};
+  } catch (const nlohmann::ordered_json::exception&) {
+    // out_of_range: a number too large for a double (1e999).
+    return Error{where + ": expected one JSON object per line (a number is out of range)"};
   }
   if (!j.is_object()) {
     return Error{fmt::format("{}: expected a JSON object, got {}", where, type_name(j))};
