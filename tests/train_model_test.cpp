@@ -3,6 +3,7 @@
 // activation checkpointing, and the batch / option errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -123,6 +124,96 @@ bool dequantize_gguf(const std::string& in, const std::string& out) {
     }
   }
   return w.write_file(out).ok();
+}
+
+// Rewrites a synthesized LLaMA GGUF as a "qwen3" model that also has Q/K/V biases, per-head q/k
+// RMSNorm, RoPE frequency factors and a sliding window: every optional path of the block.
+bool qwen_variant(const std::string& in, const std::string& out, int32_t window) {
+  auto f = GgufFile::open(in);
+  if (!f.ok()) return false;
+  GgufWriter w;
+  for (const GgufKV& kv : f->metadata()) {
+    std::string key(kv.key);
+    if (key == "general.architecture") continue;
+    if (key.rfind("llama.", 0) == 0) key = "qwen3." + key.substr(6);
+    w.set_value(key, kv.value);
+  }
+  w.set_string("general.architecture", "qwen3");
+  w.set_u32("qwen3.attention.sliding_window", static_cast<uint32_t>(window));
+  for (const GgufTensorInfo& t : f->tensors()) {
+    std::vector<int64_t> shape(t.ne, t.ne + t.n_dims);
+    if (!w.add_tensor(std::string(t.name), t.type, shape, t.data, t.nbytes).ok()) return false;
+  }
+  const SynthSpec s = train_test::tiny_spec();
+  const int64_t D = s.n_embd / s.n_head, qd = s.n_embd, kvd = D * s.n_head_kv;
+  uint32_t seed = 1;
+  auto add = [&](const std::string& name, int64_t n, float base) {
+    auto v = kandil::testing::random_row(n, seed++, 0.1f);
+    for (float& x : v) x += base;
+    return w.add_tensor(name, TensorType::F32, {n}, v.data(), v.size() * 4).ok();
+  };
+  for (int32_t l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    if (!add(p + "attn_q.bias", qd, 0.0f) || !add(p + "attn_k.bias", kvd, 0.0f) ||
+        !add(p + "attn_v.bias", kvd, 0.0f) || !add(p + "attn_q_norm.weight", D, 1.0f) ||
+        !add(p + "attn_k_norm.weight", D, 1.0f)) {
+      return false;
+    }
+  }
+  const std::vector<float> factors = {1.0f, 2.0f, 4.0f, 8.0f};  // n_rot / 2 = 4
+  if (!w.add_tensor("rope_freqs.weight", TensorType::F32, {4}, factors.data(), 16).ok()) {
+    return false;
+  }
+  return w.write_file(out).ok();
+}
+
+TEST(TrainModel, FullGradientsQwenBiasQkNormWindowFreqFactors) {
+  auto base = synth_model(train_test::tiny_spec(), "llama.gguf");
+  ASSERT_TRUE(base);
+  const std::string dir = kandil::testing::temp_dir();
+  ASSERT_TRUE(qwen_variant(dir + "/llama.gguf", dir + "/qwen.gguf", 3));
+  auto model = Model::load(dir + "/qwen.gguf");
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  const ModelConfig& c = (*model)->config();
+  ASSERT_TRUE(c.qkv_bias && c.qk_norm);
+  ASSERT_EQ(c.sliding_window, 3);
+  ASSERT_EQ(c.rope_layout, RopeLayout::split_half);
+  ASSERT_EQ(c.rope_freq_factors.size(), 4u);
+  TrainOptions o;
+  o.mode = TrainOptions::Mode::full;
+  o.n_threads = 2;
+  o.checkpoint_activations = true;
+  auto tr = Trainer::create(*model, o);
+  ASSERT_TRUE(tr.ok()) << tr.error().message;
+  const TrainBatch b = make_batch(2, 7, c.n_vocab, 12);
+  ASSERT_TRUE((*tr)->accumulate_gradients(b).ok());
+  EXPECT_EQ((*tr)->params().size(), 3u + 14u * 2u);
+  for (size_t i = 0; i < (*tr)->params().size(); ++i) {
+    check_param(**tr, b, i, 300 + static_cast<uint32_t>(i));
+  }
+  // The training forward agrees with inference on this architecture too.
+  ContextParams cp;
+  cp.n_threads = 1;
+  cp.cache_type = KvCacheType::f32;
+  auto ctx = Context::create(*model, cp);
+  ASSERT_TRUE(ctx.ok());
+  TrainBatch one = make_batch(1, 7, c.n_vocab, 13);
+  ASSERT_TRUE((*ctx)->decode(one.tokens, true).ok());
+  double sum = 0.0;
+  int n = 0;
+  for (int t = 0; t < one.T; ++t) {
+    const int32_t target = one.targets[static_cast<size_t>(t)];
+    if (target < 0) continue;
+    const float* z = (*ctx)->logits(t);
+    double mx = z[0], s = 0.0;
+    for (int i = 0; i < c.n_vocab; ++i) mx = std::max(mx, static_cast<double>(z[i]));
+    for (int i = 0; i < c.n_vocab; ++i) s += std::exp(z[i] - mx);
+    sum += std::log(s) + mx - z[target];
+    ++n;
+  }
+  auto loss = (*tr)->eval(one);
+  ASSERT_TRUE(loss.ok());
+  EXPECT_NEAR(*loss, sum / n, 1e-4 * sum / n);
 }
 
 TEST(TrainModel, QloraGradientsEqualDequantizedBase) {

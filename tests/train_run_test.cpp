@@ -3,6 +3,7 @@
 // training forward against the inference forward.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 

@@ -2,6 +2,8 @@
 // AdamW moments and, mid-accumulation, its gradient, with the counters and RNG state as metadata.
 #include <cstring>
 #include <sstream>
+#include <stdexcept>
+#include <string>
 
 #include "kandil/safetensors.h"
 #include "train/trainer_impl.h"
