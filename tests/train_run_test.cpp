@@ -250,9 +250,14 @@ TEST(TrainRun, GradientAccumulationAveragesMicroBatches) {
   auto s2b = (*two)->step(b);
   ASSERT_TRUE(s2b.ok());
   EXPECT_TRUE(s2b->updated);
-  EXPECT_EQ(s1->grad_norm, s2b->grad_norm);
+  // Same mean gradient (AdamW is nearly scale-invariant, so the norm is what shows a missing
+  // 1/grad_accum); the summation order differs, so equal to rounding, not bit for bit.
+  EXPECT_GT(s1->grad_norm, 0.0f);
+  EXPECT_NEAR(s1->grad_norm, s2b->grad_norm, 1e-5f * s1->grad_norm);
   for (size_t i = 0; i < (*one)->params().size(); ++i) {
-    EXPECT_EQ((*one)->params()[i].value, (*two)->params()[i].value);
+    const auto& a = (*one)->params()[i].value;
+    const auto& b2 = (*two)->params()[i].value;
+    for (size_t j = 0; j < a.size(); ++j) ASSERT_NEAR(a[j], b2[j], 1e-7f) << i << " " << j;
   }
 }
 
