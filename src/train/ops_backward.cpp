@@ -16,6 +16,13 @@ inline void axpy(float* y, const float* x, float a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+// y[i] += a0 x0[i] + a1 x1[i] + a2 x2[i] + a3 x3[i]: one pass over y for four rows.
+inline void axpy4(float* __restrict y, const float* __restrict x0, const float* __restrict x1,
+                  const float* __restrict x2, const float* __restrict x3, float a0, float a1,
+                  float a2, float a3, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i];
+}
+
 inline float dot(const float* a, const float* b, int64_t n) {
   float s = 0.0f;
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -181,13 +188,18 @@ void linear_backward_input(ThreadPool& pool, const cpu::Weight& w, const float* 
       if (!f32) {
         for (int64_t r = r0; r < r1; ++r) cpu::dequantize_row(w, r, &tile[(r - r0) * n_in]);
       }
+      auto row = [&](int64_t r) {
+        return f32 ? reinterpret_cast<const float*>(w.row(r)) : &tile[(r - r0) * n_in];
+      };
       for (int64_t t = tb; t < te; ++t) {
         float* dxt = dx + t * n_in;
-        for (int64_t r = r0; r < r1; ++r) {
-          const float* row =
-              f32 ? reinterpret_cast<const float*>(w.row(r)) : &tile[(r - r0) * n_in];
-          axpy(dxt, row, dy[t * n_out + r], n_in);
+        const float* g = dy + t * n_out;
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+          axpy4(dxt, row(r), row(r + 1), row(r + 2), row(r + 3), g[r], g[r + 1], g[r + 2], g[r + 3],
+                n_in);
         }
+        for (; r < r1; ++r) axpy(dxt, row(r), g[r], n_in);
       }
     }
   });
@@ -200,9 +212,15 @@ void linear_backward_weight(ThreadPool& pool, const float* dy, const float* x, i
   pool.parallel_for(n_tiles, [&](int64_t b, int64_t e) {
     for (int64_t tile = b; tile < e; ++tile) {
       const int64_t r0 = tile * kTile, r1 = std::min(n_out, r0 + kTile);
-      for (int64_t t = 0; t < n; ++t) {
-        const float* xt = x + t * n_in;
-        for (int64_t r = r0; r < r1; ++r) axpy(dw + r * n_in, xt, dy[t * n_out + r], n_in);
+      for (int64_t r = r0; r < r1; ++r) {
+        float* dwr = dw + r * n_in;
+        int64_t t = 0;
+        for (; t + 4 <= n; t += 4) {
+          axpy4(dwr, x + t * n_in, x + (t + 1) * n_in, x + (t + 2) * n_in, x + (t + 3) * n_in,
+                dy[t * n_out + r], dy[(t + 1) * n_out + r], dy[(t + 2) * n_out + r],
+                dy[(t + 3) * n_out + r], n_in);
+        }
+        for (; t < n; ++t) axpy(dwr, x + t * n_in, dy[t * n_out + r], n_in);
       }
     }
   });
