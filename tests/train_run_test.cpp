@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "kandil/train.h"
@@ -108,7 +109,11 @@ TrainOptions lora_options() {
 TEST(TrainRun, LoraLossFallsSteadily) {
   auto model = run_model("falls.gguf");
   ASSERT_TRUE(model);
-  auto tr = Trainer::create(model, lora_options());
+  TrainOptions o = lora_options();
+  o.schedule = LrSchedule::cosine;  // warm-up, then decay: no end-of-run oscillation
+  o.warmup_steps = 3;
+  o.total_steps = 50;
+  auto tr = Trainer::create(model, o);
   ASSERT_TRUE(tr.ok()) << tr.error().message;
   const TrainBatch b = make_batch(2, 24, model->config().n_vocab, 11);
   std::vector<float> losses;
@@ -119,6 +124,7 @@ TEST(TrainRun, LoraLossFallsSteadily) {
     EXPECT_EQ(st->step, i + 1);
     losses.push_back(st->loss);
   }
+  for (size_t i = 0; i < losses.size(); i += 10) std::printf("step %zu loss %.4f\n", i, losses[i]);
   // Each block of 10 steps has a lower mean than the one before, and the end is far below the
   // start.
   double prev = 1e30;
