@@ -25,5 +25,6 @@ void register_sessions(CLI::App& app, CommandFn& selected);
 void register_config(CLI::App& app, CommandFn& selected);
 void register_audit(CLI::App& app, CommandFn& selected);
 void register_doctor(CLI::App& app, CommandFn& selected);
+void register_serve(CLI::App& app, CommandFn& selected);
 
 }  // namespace kandil::app
