@@ -73,7 +73,7 @@ void register_serve(CLI::App& app, CommandFn& selected) {
   cmd->add_option("--host", s.host, "Address to listen on (loopback by default)")
       ->capture_default_str();
   cmd->add_option("--port", s.port, "Port (0: any free port)")->capture_default_str();
-  cmd->add_option("-np,--parallel", s.parallel, "Slots: requests decoded together")
+  cmd->add_option("--parallel", s.parallel, "Slots: requests decoded together")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
   cmd->add_option("--lora", opt->lora, "LoRA adapter FILE[:SCALE] (repeatable; ids 0, 1, ...)");
