@@ -194,6 +194,13 @@ Result<bool> update_set(Context& ctx, Edit&& edit) {
 
 }  // namespace
 
+Result<const AdapterDeltas*> adapter_set_deltas(const AdapterSet& set, const Model& model) {
+  if (!(set.impl().shape == lora::ShapeKey::of(model.config()))) {
+    return Error{"the adapter set was made for a model of another shape"};
+  }
+  return &set.impl().deltas;
+}
+
 Result<void> set_adapters(Context& ctx, std::shared_ptr<const AdapterSet> set) {
   if (set && !(set->impl().shape == lora::ShapeKey::of(ctx.model().config()))) {
     return Error{"set_adapters: the adapter set was made for a model of another shape"};

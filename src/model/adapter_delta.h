@@ -70,4 +70,8 @@ bool context_exchange_deltas(Context& ctx, std::shared_ptr<const AdapterDeltas>&
 void context_pin_deltas(Context& ctx);
 void context_unpin_deltas(Context& ctx);
 
+// The deltas of an adapter set (kandil/lora.h; defined in src/lora/ — the model layer sees sets
+// only through this), checked to fit `model`'s shape.
+Result<const AdapterDeltas*> adapter_set_deltas(const AdapterSet& set, const Model& model);
+
 }  // namespace kandil
