@@ -40,8 +40,8 @@ class SlotEngine {
  private:
   SlotEngine() = default;
   std::shared_ptr<const Model> model_;
-  std::vector<std::unique_ptr<Context>> ctxs_;
-  std::vector<std::vector<float>> logits_;
+  std::unique_ptr<Context> ctx_;
+  std::vector<SeqBatch> batch_;
 };
 
 }  // namespace kandil::serve
