@@ -8,13 +8,14 @@
 #include "app/commands.h"
 #include "app/common.h"
 #include "app/util.h"
+#include "kandil/lora.h"
 #include "kandil/synth.h"
 
 namespace kandil::app {
 namespace {
 
 struct SynthOptions {
-  std::string out, preset = "tiny", type = "f32", fallback = "q8_0";
+  std::string out, preset = "tiny", type = "f32", fallback = "q8_0", lora_out;
   std::optional<int32_t> layers, dim, ffn, heads, kv_heads, vocab, ctx;
   uint64_t seed = 1234;
   bool tied = false, json = false;
@@ -53,6 +54,16 @@ int run_synth(const SynthOptions& opt) {
   auto r = write_synthetic_model(s, opt.out, [&](int done, int) { bar.update(done); });
   bar.finish();
   if (!r.ok()) return fail(r.error());
+  if (!opt.lora_out.empty()) {  // a random all-linear PEFT adapter for this model (tests)
+    auto model = Model::load(opt.out);
+    if (!model.ok()) return fail(model.error());
+    LoraSynthSpec ls;
+    ls.rank = 8;
+    ls.b_stddev = 0.5f;
+    ls.seed = opt.seed + 1;
+    auto w = write_synthetic_peft_adapter((*model)->config(), ls, opt.lora_out);
+    if (!w.ok()) return fail(w.error());
+  }
   const auto bytes = std::filesystem::file_size(opt.out);
   if (opt.json) {
     fmt::print("{}\n", nlohmann::json{{"file", opt.out},
@@ -95,6 +106,8 @@ void register_synth(CLI::App& app, CommandFn& selected) {
   cmd->add_option("--fallback-type", opt->fallback, "Type for rows not divisible by the block size")
       ->capture_default_str();
   cmd->add_option("--seed", opt->seed, "Random seed")->capture_default_str();
+  cmd->add_option("--lora-out", opt->lora_out,
+                  "Also write a random rank-8 PEFT adapter for the model to this folder");
   cmd->add_flag("--tied", opt->tied, "Tie the output projection to the token embeddings");
   cmd->add_flag("--json", opt->json, "Print one JSON object");
   cmd->callback([opt, &selected] { selected = [opt] { return run_synth(*opt); }; });

@@ -3,7 +3,8 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config git
   libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev libutf8proc-dev
-  libedit-dev libsqlite3-dev libcurl4-openssl-dev libtomlplusplus-dev libssl-dev)
+  libedit-dev libsqlite3-dev libcurl4-openssl-dev libtomlplusplus-dev libssl-dev
+  libcpp-httplib-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev gcovr
     g++-aarch64-linux-gnu qemu-user-static)
