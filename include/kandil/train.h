@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kandil/lora.h"
 #include "kandil/model.h"
 #include "kandil/result.h"
 #include "kandil/tokenizer.h"
@@ -35,9 +36,7 @@ enum class LrSchedule {
   cosine,    // warm-up, then half-cosine decay to min_lr_ratio * lr at total_steps
 };
 
-// The projections a LoRA adapter can target (PEFT names q_proj ... down_proj).
-enum class LoraTarget { q, k, v, o, gate, up, down };
-std::string_view lora_target_name(LoraTarget t);  // "q_proj", ...
+// LoRA targets are kandil/lora.h's LoraTarget (PEFT names: lora_target_peft_name).
 
 struct TrainOptions {
   enum class Mode { lora, full };

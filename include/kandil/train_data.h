@@ -21,13 +21,14 @@
 #include "kandil/chat_template.h"
 #include "kandil/result.h"
 #include "kandil/tokenizer.h"
+#include "kandil/train.h"
 
 namespace kandil {
 
 class Context;
 
 // The target value that means "no loss at this position".
-inline constexpr int32_t kIgnoreTarget = -100;
+inline constexpr int32_t kIgnoreTarget = TrainBatch::kIgnoreTarget;
 
 // One JSONL line: {"text"}, {"prompt","completion"} or {"messages":[{"role","content"},...]}.
 enum class ExampleFormat { text, prompt_completion, messages };
@@ -110,12 +111,7 @@ struct DataSplit {
 // go to validation, chosen by shuffled_order(n, seed); both parts keep their file order.
 DataSplit split_validation(std::vector<TrainExample> examples, double fraction, uint64_t seed);
 
-// One batch: B sequences of T tokens, row-major [B][T]; targets kIgnoreTarget = no loss.
-struct TrainBatch {
-  int32_t B = 0, T = 0;
-  std::vector<TokenId> tokens;
-  std::vector<int32_t> targets;
-};
+// Batches are TrainBatch (kandil/train.h): B sequences of T tokens, row-major [B][T].
 
 // Serves batches of B sequences. Each epoch visits the sequences in the order
 // shuffled_order(n, seed + epoch) (shuffle = false: file order); the last, partial batch of an

@@ -82,7 +82,7 @@ NetSlots make_params(const Model::Impl& m, const TrainOptions& o, uint64_t seed,
         for (float& x : a) x = static_cast<float>(dist(rng));
         const std::string base = "base_model.model.model.layers." + std::to_string(l) +
                                  (which < 4 ? ".self_attn." : ".mlp.") +
-                                 std::string(lora_target_name(target));
+                                 std::string(lora_target_peft_name(target));
         LayerSlots& ls = s.layers[static_cast<size_t>(l)];
         ls.lora_a[static_cast<size_t>(which)] =
             add_param(params, base + ".lora_A.weight", {o.lora_rank, w.n_in}, std::move(a), true);

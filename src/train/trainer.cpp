@@ -9,26 +9,6 @@
 
 namespace kandil {
 
-std::string_view lora_target_name(LoraTarget t) {
-  switch (t) {
-    case LoraTarget::q:
-      return "q_proj";
-    case LoraTarget::k:
-      return "k_proj";
-    case LoraTarget::v:
-      return "v_proj";
-    case LoraTarget::o:
-      return "o_proj";
-    case LoraTarget::gate:
-      return "gate_proj";
-    case LoraTarget::up:
-      return "up_proj";
-    case LoraTarget::down:
-      return "down_proj";
-  }
-  return "?";
-}
-
 namespace {
 
 Result<void> check_options(const TrainOptions& o) {
