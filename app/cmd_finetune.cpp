@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "app/commands.h"
@@ -47,7 +48,10 @@ struct FinetuneOptions {
 };
 
 volatile std::sig_atomic_t g_interrupted = 0;
-extern "C" void on_sigint(int) { g_interrupted = 1; }
+void on_sigint(int) { g_interrupted = 1; }
+
+// A float option as its shortest decimal (0.01, not 0.009999999776), for state.json.
+double shortest(float f) { return std::stod(fmt::format("{}", f)); }
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -144,19 +148,19 @@ nlohmann::ordered_json make_fingerprint(const FinetuneOptions& o, const std::str
   j["mode"] = o.full ? "full" : "lora";
   if (!o.full) {
     j["lora_r"] = o.lora_r;
-    j["lora_alpha"] = o.lora_alpha;
+    j["lora_alpha"] = shortest(o.lora_alpha);
     j["targets"] = o.targets;
     j["rslora"] = o.rslora;
   }
-  j["lr"] = o.lr;
+  j["lr"] = shortest(o.lr);
   j["batch"] = o.batch;
   j["grad_accum"] = o.grad_accum;
   j["ctx"] = o.ctx;
   j["seed"] = o.seed;
   j["schedule"] = o.schedule;
   j["warmup"] = o.warmup;
-  j["weight_decay"] = o.weight_decay;
-  j["max_grad_norm"] = o.max_grad_norm;
+  j["weight_decay"] = shortest(o.weight_decay);
+  j["max_grad_norm"] = shortest(o.max_grad_norm);
   j["checkpoint_activations"] = o.checkpoint_activations;
   return j;
 }
@@ -405,9 +409,11 @@ int run_finetune(const FinetuneOptions& o) {
   summary["epoch"] = batches.epoch();
   summary["train_sequences"] = n_train_seqs;
   summary["val_sequences"] = val_seqs.size();
-  summary["first_loss"] = first_loss < 0 ? nlohmann::ordered_json() : first_loss;
+  summary["first_loss"] =
+      first_loss < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(first_loss);
   summary["final_loss"] = last_loss;
-  summary["val_loss"] = std::isnan(last_val) ? nlohmann::ordered_json() : last_val;
+  summary["val_loss"] =
+      std::isnan(last_val) ? nlohmann::ordered_json() : nlohmann::ordered_json(last_val);
   summary["tokens_per_s"] = seconds > 0 ? static_cast<double>(tokens_total) / seconds : 0.0;
   summary["seconds"] = seconds;
   summary["checkpoint"] = paths.checkpoint;
