@@ -327,7 +327,9 @@ int run_finetune(const FinetuneOptions& o) {
   g_interrupted = 0;
 
   const int64_t first_step = tr.optimizer_step();
-  Progress bar("finetune", total_steps, "steps");
+  // The bar counts this run's steps, so its rate and ETA hold after --resume too.
+  Progress bar(first_step > 0 ? fmt::format("finetune (from step {})", first_step) : "finetune",
+               total_steps - first_step, "steps");
   const double t_start = now_s();
   double t_step = t_start, loss_sum = 0.0, first_loss = -1.0, last_loss = 0.0;
   double last_val = std::nan("");
@@ -384,7 +386,7 @@ int run_finetune(const FinetuneOptions& o) {
     micro_in_step = 0;
     tokens_in_step = 0;
     t_step = t;
-    bar.update(st->step, fmt::format("loss {:.4f} {:.0f} tok/s", loss, tps));
+    bar.update(st->step - first_step, fmt::format("loss {:.4f} {:.0f} tok/s", loss, tps));
     if (o.checkpoint_every > 0 && st->step % o.checkpoint_every == 0 && st->step < total_steps) {
       if (auto r = save_all(tr, paths, current_state()); !r.ok()) return fail(r.error());
     }

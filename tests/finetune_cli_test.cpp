@@ -3,7 +3,10 @@
 // bad data lines name file:line, and --full writes a loadable GGUF.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -193,6 +196,32 @@ TEST(FinetuneCli, FullWritesALoadableGguf) {
   double change = 0;
   for (size_t i = 0; i < a.size(); ++i) change = std::max(change, double(std::fabs(a[i] - b[i])));
   EXPECT_GT(change, 1e-4);
+}
+
+TEST(FinetuneCli, SigintWritesACheckpointAndExits130) {
+  const std::string dir = temp_dir();
+  const std::string base = make_base(dir);
+  const std::string out = dir + "/run";
+  // Interrupt once the first step is logged (the handler is installed by then).
+  const std::string cmd = std::string(KANDIL_BINARY) + " finetune -m " + base + " --data " +
+                          make_data(dir) + " -o " + out + kCommon + "--steps 100000000 2>" + dir +
+                          "/err.txt & p=$!; while [ ! -s " + out +
+                          "/log.jsonl ]; do sleep 0.05; done; kill -INT $p; wait $p; exit $?";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  const std::string err = testing::read_file(dir + "/err.txt");
+  EXPECT_NE(err.find("--resume"), std::string::npos) << err;
+  EXPECT_TRUE(std::filesystem::exists(out + "/checkpoint.safetensors"));
+  auto log = read_log(out + "/log.jsonl");
+  ASSERT_FALSE(log.empty());
+  const int64_t step = log.back()["step"].get<int64_t>();
+  auto state = nlohmann::json::parse(testing::read_file(out + "/state.json"));
+  EXPECT_EQ(state["step"].get<int64_t>(), step);
+  auto resumed = run_kandil("finetune -m " + base + " --data " + dir + "/data.jsonl -o " + out +
+                            kCommon + "--steps " + std::to_string(step + 2) + " --resume");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(read_log(out + "/log.jsonl").size(), static_cast<size_t>(step + 2));
 }
 
 }  // namespace
