@@ -65,7 +65,9 @@ std::vector<float> logits_with(std::shared_ptr<const Model> model,
   p.cache_type = KvCacheType::f32;
   auto ctx = Context::create(model, p);
   EXPECT_TRUE(ctx.ok());
-  if (adapter) EXPECT_TRUE(apply_adapter(**ctx, adapter, 1.0f).ok());
+  if (adapter) {
+    EXPECT_TRUE(apply_adapter(**ctx, adapter, 1.0f).ok());
+  }
   EXPECT_TRUE((*ctx)->decode(tokens).ok());
   const float* l = (*ctx)->logits();
   return std::vector<float>(l, l + model->config().n_vocab);
