@@ -27,5 +27,6 @@ void register_audit(CLI::App& app, CommandFn& selected);
 void register_doctor(CLI::App& app, CommandFn& selected);
 void register_tokenizer_train(CLI::App& app, CommandFn& selected);
 void register_serve(CLI::App& app, CommandFn& selected);
+void register_finetune(CLI::App& app, CommandFn& selected);
 
 }  // namespace kandil::app

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   kandil::app::register_doctor(app, selected);
   kandil::app::register_tokenizer_train(app, selected);
   kandil::app::register_serve(app, selected);
+  kandil::app::register_finetune(app, selected);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
