@@ -145,12 +145,17 @@ TEST(PlatformRepl, StreamsCancelsKeepsHistoryAndRestoresSessions) {
     ASSERT_TRUE(pty.expect("> "));
     EXPECT_LT(slow_tokens_sent.load(), 40);
 
+    // Each input waits for the next prompt: a key typed before libedit is back in its own
+    // terminal mode may be flushed (seen under load with Ctrl-D).
     pty.send("/save mysess\r");
     ASSERT_TRUE(pty.expect("saved session")) << pty.output();
+    ASSERT_TRUE(pty.expect("> "));
     pty.send("/tokens\r");
     ASSERT_TRUE(pty.expect("time to first token")) << pty.output();
+    ASSERT_TRUE(pty.expect("> "));
     pty.send("/frobnicate\r");
     ASSERT_TRUE(pty.expect("unknown command /frobnicate"));
+    ASSERT_TRUE(pty.expect("> "));
     pty.send("\x04");  // Ctrl-D
     EXPECT_EQ(pty.wait_exit(), 0) << pty.output();
     EXPECT_EQ(pty.output().find("sk-pty-secret-777"), std::string::npos);
