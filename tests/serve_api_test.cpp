@@ -15,12 +15,6 @@ using testing::parse_or_null;
 using testing::sse_events;
 using testing::TestServer;
 
-#define REQUIRE_SERVER(s)                   \
-  if (!testing::ServeAssets::get().model) { \
-    GTEST_SKIP() << "no synthesized model"; \
-  }                                         \
-  ASSERT_TRUE((s).ok()) << (s).error()
-
 json post(httplib::Client& c, const std::string& path, const json& body, int* status = nullptr) {
   auto r = c.Post(path.c_str(), body.dump(), "application/json");
   if (!r) {

@@ -14,12 +14,6 @@ using nlohmann::json;
 using testing::parse_or_null;
 using testing::TestServer;
 
-#define REQUIRE_SERVER(s)                   \
-  if (!testing::ServeAssets::get().model) { \
-    GTEST_SKIP() << "no synthesized model"; \
-  }                                         \
-  ASSERT_TRUE((s).ok()) << (s).error()
-
 std::string complete(const TestServer& s, const std::string& prompt, int n,
                      const json& lora = nullptr, bool stream = false) {
   json req = {{"prompt", prompt}, {"max_tokens", n}, {"temperature", 0}, {"ignore_eos", true}};

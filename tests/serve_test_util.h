@@ -121,3 +121,10 @@ inline std::vector<nlohmann::json> sse_events(const std::string& body, bool* don
 }
 
 }  // namespace kandil::testing
+
+// Skips when the suite could not synthesize its model, else requires the server to have started.
+#define REQUIRE_SERVER(s)                             \
+  if (!::kandil::testing::ServeAssets::get().model) { \
+    GTEST_SKIP() << "no synthesized model";           \
+  }                                                   \
+  ASSERT_TRUE((s).ok()) << (s).error()
