@@ -394,6 +394,9 @@ TEST(HfTokenizer, FromHfDirReadsConfigAndGenerationConfig) {
 TEST(HfTokenizer, MalformedInputIsAClearError) {
   EXPECT_NE(load_error("{\"model\": ").find("bad.json: invalid JSON at byte"), std::string::npos);
   EXPECT_NE(load_error("[]").find("expected a JSON object"), std::string::npos);
+  // A number too large for a double is a clear error, not an escaping exception (fuzzer find).
+  EXPECT_NE(load_error("{\"model\": {\"type\": 7e7777}}").find("bad.json: invalid JSON"),
+            std::string::npos);
   EXPECT_NE(load_error("{}").find("missing \"model\""), std::string::npos);
   const json model = wordpiece_model({{"[UNK]", 0}});
   EXPECT_NE(load_error(json{{"model", model},

@@ -583,6 +583,9 @@ Result<json> parse_json(std::string_view text, const std::string& name) {
       (void)again;
     } catch (const json::parse_error& e) {
       return Error{fmt::format("{}: invalid JSON at byte {}: {}", name, e.byte, e.what())};
+    } catch (const json::exception& e) {
+      // out_of_range: a number too large for a double (1e999).
+      return Error{fmt::format("{}: invalid JSON: {}", name, e.what())};
     }
     return Error{fmt::format("{}: invalid JSON", name)};
   }
