@@ -1,5 +1,7 @@
-// kandil synth -o OUT.gguf [--preset tiny|250m|1.1b] [shape flags] [--type T] [--seed S] [--json]
-// Writes a random-weight LLaMA-shaped model for tests and benchmarks.
+// kandil synth -o OUT.gguf [--preset tiny|250m|1.1b] [shape flags] [--type T] [--seed S]
+//              [--init test|train] [--tokenizer VOCAB.gguf] [--name NAME] [--json]
+// Writes a random-weight LLaMA-shaped model for tests and benchmarks, or the starting point of a
+// model trained from scratch (--init train with a trained tokenizer, docs/default-model.md).
 #include <fmt/core.h>
 
 #include <filesystem>
@@ -8,6 +10,7 @@
 #include "app/commands.h"
 #include "app/common.h"
 #include "app/util.h"
+#include "kandil/gguf.h"
 #include "kandil/lora.h"
 #include "kandil/synth.h"
 
@@ -15,7 +18,8 @@ namespace kandil::app {
 namespace {
 
 struct SynthOptions {
-  std::string out, preset = "tiny", type = "f32", fallback = "q8_0", lora_out;
+  std::string out, preset = "tiny", type = "f32", fallback = "q8_0", lora_out, init = "test";
+  std::string tokenizer, name;
   std::optional<int32_t> layers, dim, ffn, heads, kv_heads, vocab, ctx;
   uint64_t seed = 1234;
   bool tied = false, json = false;
@@ -48,7 +52,9 @@ int run_synth(const SynthOptions& opt) {
   s.fallback_type = *fallback;
   s.seed = opt.seed;
   s.tied_embeddings = opt.tied;
-  s.name = fmt::format("kandil-synth-{}-{}", opt.preset, opt.type);
+  s.name = opt.name.empty() ? fmt::format("kandil-synth-{}-{}", opt.preset, opt.type) : opt.name;
+  s.init = opt.init == "train" ? SynthInit::train : SynthInit::test;
+  s.tokenizer_gguf = opt.tokenizer;
 
   Progress bar("synth", 2 + 9 * s.n_layer + (s.tied_embeddings ? 0 : 1), "tensors");
   auto r = write_synthetic_model(s, opt.out, [&](int done, int) { bar.update(done); });
@@ -63,6 +69,12 @@ int run_synth(const SynthOptions& opt) {
     ls.seed = opt.seed + 1;
     auto w = write_synthetic_peft_adapter((*model)->config(), ls, opt.lora_out);
     if (!w.ok()) return fail(w.error());
+  }
+  if (!opt.tokenizer.empty()) {  // the vocabulary size came from the tokenizer file
+    auto f = GgufFile::open(opt.out);
+    if (!f.ok()) return fail(f.error());
+    auto n = f->get_int("llama.vocab_size");
+    if (n.ok() && *n) s.n_vocab = static_cast<int32_t>(**n);
   }
   const auto bytes = std::filesystem::file_size(opt.out);
   if (opt.json) {
@@ -108,6 +120,14 @@ void register_synth(CLI::App& app, CommandFn& selected) {
   cmd->add_option("--seed", opt->seed, "Random seed")->capture_default_str();
   cmd->add_option("--lora-out", opt->lora_out,
                   "Also write a random rank-8 PEFT adapter for the model to this folder");
+  cmd->add_option(
+         "--init", opt->init,
+         "Weights: test (realistic activations) or train (N(0, 0.02), to train from scratch)")
+      ->check(CLI::IsMember({"test", "train"}))
+      ->capture_default_str();
+  cmd->add_option("--tokenizer", opt->tokenizer,
+                  "GGUF whose tokenizer.* metadata to use (sets the vocabulary size)");
+  cmd->add_option("--name", opt->name, "general.name of the model");
   cmd->add_flag("--tied", opt->tied, "Tie the output projection to the token embeddings");
   cmd->add_flag("--json", opt->json, "Print one JSON object");
   cmd->callback([opt, &selected] { selected = [opt] { return run_synth(*opt); }; });

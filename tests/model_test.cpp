@@ -225,6 +225,50 @@ TEST(Model, SynthF32MatchesNaiveReference) {
   check_against_reference(s, KvCacheType::f16, 2e-2);
 }
 
+// --init train with another file's tokenizer: the vocab is copied (n_vocab follows it) and the
+// weights have the from-scratch scales.
+TEST(Model, SynthTrainInitWithAnotherTokenizer) {
+  const std::string dir = kandil::testing::temp_dir();
+  SynthSpec donor;
+  donor.n_vocab = 300;
+  ASSERT_TRUE(write_synthetic_model(donor, dir + "/donor.gguf").ok());
+  SynthSpec spec;
+  spec.n_vocab = 999;  // replaced by the tokenizer's 300
+  spec.n_layer = 3;
+  spec.init = SynthInit::train;
+  spec.tokenizer_gguf = dir + "/donor.gguf";
+  spec.tied_embeddings = true;
+  ASSERT_TRUE(write_synthetic_model(spec, dir + "/init.gguf").ok());
+  auto m = Model::load(dir + "/init.gguf");
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ((*m)->config().n_vocab, 300);
+  auto d = Model::load(dir + "/donor.gguf");
+  ASSERT_TRUE(d.ok());
+  for (TokenId id = 0; id < 300; ++id) {
+    ASSERT_EQ((*m)->tokenizer().token_to_piece(id, true),
+              (*d)->tokenizer().token_to_piece(id, true));
+  }
+  auto f = GgufFile::open(dir + "/init.gguf");
+  ASSERT_TRUE(f.ok());
+  auto stddev = [&](std::string_view name) {
+    const GgufTensorInfo* t = f->find_tensor(name);
+    EXPECT_NE(t, nullptr) << name;
+    const auto* v = reinterpret_cast<const float*>(t->data);
+    double ss = 0.0;
+    for (int64_t i = 0; i < t->n_elements(); ++i) ss += double{v[i]} * v[i];
+    return std::sqrt(ss / static_cast<double>(t->n_elements()));
+  };
+  EXPECT_NEAR(stddev("token_embd.weight"), 0.02, 0.002);
+  EXPECT_NEAR(stddev("blk.0.attn_q.weight"), 0.02, 0.002);
+  EXPECT_NEAR(stddev("blk.2.ffn_down.weight"), 0.02 / std::sqrt(6.0), 0.001);
+  EXPECT_DOUBLE_EQ(stddev("blk.1.ffn_norm.weight"), 1.0);  // exactly ones
+  spec.tokenizer_gguf = dir + "/missing.gguf";
+  auto bad = write_synthetic_model(spec, dir + "/bad.gguf");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("missing.gguf"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Model, TiedEmbeddingsAndFullMultiHeadAttention) {
   SynthSpec spec;
   spec.n_head = 4;

@@ -11,6 +11,17 @@
 
 namespace kandil {
 
+// How the weights are drawn.
+enum class SynthInit {
+  // token_embd ~ N(0,1), linear ~ N(0, 1/fan_in), norms ~ 1 + N(0, 0.1^2): activations of a
+  // realistic scale for tests and benchmarks.
+  test,
+  // A model to train from scratch (GPT-2 / LLaMA practice): embeddings and linear ~ N(0, 0.02^2),
+  // the projections back into the residual stream (attn_output, ffn_down) ~ N(0, (0.02 /
+  // sqrt(2 n_layer))^2), norms exactly 1.
+  train,
+};
+
 struct SynthSpec {
   int32_t n_layer = 2;
   int32_t n_embd = 64;
@@ -26,10 +37,13 @@ struct SynthSpec {
   bool tied_embeddings = false;
   uint64_t seed = 1234;
   std::string name = "kandil-synth";
+  SynthInit init = SynthInit::test;
+  // A GGUF (e.g. the vocab-only file `kandil tokenizer train --gguf` writes) whose tokenizer.*
+  // metadata replaces the built-in vocab; n_vocab becomes its token count.
+  std::string tokenizer_gguf;
 };
 
-// Weights: token_embd ~ N(0,1), linear ~ N(0, 1/fan_in), norms ~ 1 + N(0, 0.1^2).
-// progress(done, total) is called after each tensor.
+// Weights are drawn as spec.init says. progress(done, total) is called after each tensor.
 Result<void> write_synthetic_model(const SynthSpec& spec, const std::string& path,
                                    const std::function<void(int, int)>& progress = {});
 

@@ -44,12 +44,34 @@ void add_vocab(GgufWriter& w, int32_t n_vocab) {
   w.set_bool("tokenizer.ggml.add_eos_token", false);
 }
 
+// Copies every tokenizer.* key of the GGUF at `path` into w; returns the vocab size.
+Result<int32_t> copy_tokenizer(GgufWriter& w, const std::string& path) {
+  auto f = GgufFile::open(path);
+  if (!f.ok()) return f.error();
+  auto tokens = f->get_array("tokenizer.ggml.tokens", GgufValueType::STRING);
+  if (!tokens.ok()) return tokens.error();
+  if (*tokens == nullptr) return Error{path + ": no tokenizer.ggml.tokens array"};
+  for (const GgufKV& kv : f->metadata()) {
+    if (kv.key.starts_with("tokenizer.")) w.set_value(std::string(kv.key), kv.value);
+  }
+  return static_cast<int32_t>((*tokens)->count);
+}
+
 }  // namespace
 
-Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path,
+Result<void> write_synthetic_model(const SynthSpec& spec, const std::string& path,
                                    const std::function<void(int, int)>& progress) {
-  if (s.n_vocab < 259)
+  SynthSpec s = spec;
+  GgufWriter w;
+  if (!s.tokenizer_gguf.empty()) {
+    auto n = copy_tokenizer(w, s.tokenizer_gguf);
+    if (!n.ok()) return Error{"synth: " + n.error().message};
+    s.n_vocab = *n;
+  } else if (s.n_vocab < 259) {
     return Error{fmt::format("synth: vocab {} < 259 (specials + bytes)", s.n_vocab)};
+  } else {
+    add_vocab(w, s.n_vocab);
+  }
   if (s.n_head <= 0 || s.n_head_kv <= 0 || s.n_head % s.n_head_kv != 0 ||
       s.n_embd % s.n_head != 0) {
     return Error{"synth: heads must divide n_embd and be a multiple of kv heads"};
@@ -60,7 +82,6 @@ Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path,
       return Error{fmt::format("synth: cannot write type {}", tensor_type_name(t))};
   }
   const int32_t head_dim = s.n_embd / s.n_head;
-  GgufWriter w;
   w.set_string("general.architecture", "llama");
   w.set_string("general.name", s.name);
   w.set_u32("llama.context_length", static_cast<uint32_t>(s.n_ctx));
@@ -73,7 +94,6 @@ Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path,
   w.set_f32("llama.rope.freq_base", s.rope_freq_base);
   w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_u32("llama.vocab_size", static_cast<uint32_t>(s.n_vocab));
-  add_vocab(w, s.n_vocab);
 
   std::mt19937_64 rng(s.seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -102,23 +122,29 @@ Result<void> write_synthetic_model(const SynthSpec& s, const std::string& path,
   };
   const int64_t E = s.n_embd, q = int64_t{s.n_head} * head_dim,
                 kv = int64_t{s.n_head_kv} * head_dim;
-  auto inv_sqrt = [](int64_t n) { return 1.0f / std::sqrt(static_cast<float>(n)); };
-  KANDIL_CHECK_OK(add("token_embd.weight", E, s.n_vocab, 1.0f, 0.0f, false));
+  const bool train = s.init == SynthInit::train;
+  // Standard deviations: of a projection with n inputs, of one writing into the residual stream,
+  // of the embeddings, and of the norm weights around 1.
+  auto lin = [&](int64_t n) { return train ? 0.02f : 1.0f / std::sqrt(static_cast<float>(n)); };
+  auto resid = [&](int64_t n) {
+    return train ? 0.02f / std::sqrt(2.0f * static_cast<float>(s.n_layer)) : lin(n);
+  };
+  const float embd_std = train ? 0.02f : 1.0f, norm_std = train ? 0.0f : 0.1f;
+  KANDIL_CHECK_OK(add("token_embd.weight", E, s.n_vocab, embd_std, 0.0f, false));
   for (int32_t l = 0; l < s.n_layer; ++l) {
     const std::string p = fmt::format("blk.{}.", l);
-    KANDIL_CHECK_OK(add(p + "attn_norm.weight", E, 1, 0.1f, 1.0f, true));
-    KANDIL_CHECK_OK(add(p + "attn_q.weight", E, q, inv_sqrt(E), 0.0f, false));
-    KANDIL_CHECK_OK(add(p + "attn_k.weight", E, kv, inv_sqrt(E), 0.0f, false));
-    KANDIL_CHECK_OK(add(p + "attn_v.weight", E, kv, inv_sqrt(E), 0.0f, false));
-    KANDIL_CHECK_OK(add(p + "attn_output.weight", q, E, inv_sqrt(q), 0.0f, false));
-    KANDIL_CHECK_OK(add(p + "ffn_norm.weight", E, 1, 0.1f, 1.0f, true));
-    KANDIL_CHECK_OK(add(p + "ffn_gate.weight", E, s.n_ff, inv_sqrt(E), 0.0f, false));
-    KANDIL_CHECK_OK(add(p + "ffn_up.weight", E, s.n_ff, inv_sqrt(E), 0.0f, false));
-    KANDIL_CHECK_OK(add(p + "ffn_down.weight", s.n_ff, E, inv_sqrt(s.n_ff), 0.0f, false));
+    KANDIL_CHECK_OK(add(p + "attn_norm.weight", E, 1, norm_std, 1.0f, true));
+    KANDIL_CHECK_OK(add(p + "attn_q.weight", E, q, lin(E), 0.0f, false));
+    KANDIL_CHECK_OK(add(p + "attn_k.weight", E, kv, lin(E), 0.0f, false));
+    KANDIL_CHECK_OK(add(p + "attn_v.weight", E, kv, lin(E), 0.0f, false));
+    KANDIL_CHECK_OK(add(p + "attn_output.weight", q, E, resid(q), 0.0f, false));
+    KANDIL_CHECK_OK(add(p + "ffn_norm.weight", E, 1, norm_std, 1.0f, true));
+    KANDIL_CHECK_OK(add(p + "ffn_gate.weight", E, s.n_ff, lin(E), 0.0f, false));
+    KANDIL_CHECK_OK(add(p + "ffn_up.weight", E, s.n_ff, lin(E), 0.0f, false));
+    KANDIL_CHECK_OK(add(p + "ffn_down.weight", s.n_ff, E, resid(s.n_ff), 0.0f, false));
   }
-  KANDIL_CHECK_OK(add("output_norm.weight", E, 1, 0.1f, 1.0f, true));
-  if (!s.tied_embeddings)
-    KANDIL_CHECK_OK(add("output.weight", E, s.n_vocab, inv_sqrt(E), 0.0f, false));
+  KANDIL_CHECK_OK(add("output_norm.weight", E, 1, norm_std, 1.0f, true));
+  if (!s.tied_embeddings) KANDIL_CHECK_OK(add("output.weight", E, s.n_vocab, lin(E), 0.0f, false));
   return w.write_file(path);
 }
 

@@ -11,21 +11,32 @@ namespace kandil::train {
 
 namespace {
 
+// The attention loops below are compiled once per ISA (AVX-512, AVX2, baseline) and picked at load
+// time by the dynamic loader (GCC/Clang target_clones): the rest of the library stays baseline
+// x86-64, as the engine's hand-written kernels do through their own dispatch.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(KANDIL_NO_TARGET_CLONES)
+#define KANDIL_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KANDIL_ISA_CLONES
+#endif
+
 // y[i] += a * x[i]
-inline void axpy(float* y, const float* x, float a, int64_t n) {
+inline void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-// y[i] += a0 x0[i] + a1 x1[i] + a2 x2[i] + a3 x3[i]: one pass over y for four rows.
-inline void axpy4(float* __restrict y, const float* __restrict x0, const float* __restrict x1,
-                  const float* __restrict x2, const float* __restrict x3, float a0, float a1,
-                  float a2, float a3, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i];
-}
-
-inline float dot(const float* a, const float* b, int64_t n) {
+// Sixteen independent partial sums: a fixed order the compiler can keep in one vector register
+// (a single running sum is a dependency chain it may not reorder without -ffast-math).
+inline float dot(const float* __restrict a, const float* __restrict b, int64_t n) {
+  constexpr int kLanes = 16;
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  }
   float s = 0.0f;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  for (; i < n; ++i) s += a[i] * b[i];
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
   return s;
 }
 
@@ -69,36 +80,82 @@ void rope_backward(float* dx, int32_t n_heads, const ModelConfig& c, int32_t pos
   rope_forward(dx, n_heads, c, -pos);
 }
 
+namespace {
+
+// Query head h of sequence b: probabilities and output rows.
+KANDIL_ISA_CLONES void attention_forward_head(const AttentionShape& s, const float* q,
+                                              const float* k, const float* v, float* probs,
+                                              float* out, int64_t b, int64_t h) {
+  const int64_t T = s.n_tokens, D = s.head_dim, qd = s.q_dim(), kvd = s.kv_dim();
+  const int64_t g = h / (s.n_head / s.n_head_kv);
+  for (int64_t i = 0; i < T; ++i) {
+    float* p = probs + ((b * s.n_head + h) * T + i) * T;
+    std::fill(p, p + T, 0.0f);
+    const int64_t j0 = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
+    const float* qi = q + (b * T + i) * qd + h * D;
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = j0; j <= i; ++j) {
+      p[j] = s.scale * dot(qi, k + (b * T + j) * kvd + g * D, D);
+      mx = std::max(mx, p[j]);
+    }
+    double sum = 0.0;
+    for (int64_t j = j0; j <= i; ++j) {
+      p[j] = std::exp(p[j] - mx);
+      sum += p[j];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    float* o = out + (b * T + i) * qd + h * D;
+    std::fill(o, o + D, 0.0f);
+    for (int64_t j = j0; j <= i; ++j) {
+      p[j] *= inv;
+      axpy(o, v + (b * T + j) * kvd + g * D, p[j], D);
+    }
+  }
+}
+
+// KV head g of sequence b and the query heads sharing it: overwrites their dK/dV rows and dQ
+// slices. dp is scratch of T floats.
+KANDIL_ISA_CLONES void attention_backward_group(const AttentionShape& s, const float* q,
+                                                const float* k, const float* v, const float* probs,
+                                                const float* dout, float* dq, float* dk, float* dv,
+                                                int64_t b, int64_t g, float* dp) {
+  const int64_t T = s.n_tokens, D = s.head_dim, qd = s.q_dim(), kvd = s.kv_dim();
+  const int64_t group = s.n_head / s.n_head_kv;
+  for (int64_t t = 0; t < T; ++t) {
+    std::fill_n(dk + (b * T + t) * kvd + g * D, D, 0.0f);
+    std::fill_n(dv + (b * T + t) * kvd + g * D, D, 0.0f);
+  }
+  for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+    for (int64_t i = 0; i < T; ++i) {
+      const float* p = probs + ((b * s.n_head + h) * T + i) * T;
+      const int64_t j0 = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
+      const float* doi = dout + (b * T + i) * qd + h * D;
+      const float* qi = q + (b * T + i) * qd + h * D;
+      float* dqi = dq + (b * T + i) * qd + h * D;
+      std::fill(dqi, dqi + D, 0.0f);
+      double pdp = 0.0;
+      for (int64_t j = j0; j <= i; ++j) {
+        dp[j] = dot(doi, v + (b * T + j) * kvd + g * D, D);
+        pdp += static_cast<double>(p[j]) * dp[j];
+        axpy(dv + (b * T + j) * kvd + g * D, doi, p[j], D);
+      }
+      for (int64_t j = j0; j <= i; ++j) {
+        // d score_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij'); score = scale q_i . k_j
+        const float ds = s.scale * p[j] * (dp[j] - static_cast<float>(pdp));
+        axpy(dqi, k + (b * T + j) * kvd + g * D, ds, D);
+        axpy(dk + (b * T + j) * kvd + g * D, qi, ds, D);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void attention_forward(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                        const float* v, float* probs, float* out) {
-  const int64_t T = s.n_tokens, D = s.head_dim, qd = s.q_dim(), kvd = s.kv_dim();
-  const int32_t group = s.n_head / s.n_head_kv;
   pool.parallel_for(int64_t{s.n_seq} * s.n_head, [&](int64_t b0, int64_t e0) {
     for (int64_t task = b0; task < e0; ++task) {
-      const int64_t b = task / s.n_head, h = task % s.n_head, g = h / group;
-      for (int64_t i = 0; i < T; ++i) {
-        float* p = probs + ((b * s.n_head + h) * T + i) * T;
-        std::fill(p, p + T, 0.0f);
-        const int64_t j0 = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
-        const float* qi = q + (b * T + i) * qd + h * D;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t j = j0; j <= i; ++j) {
-          p[j] = s.scale * dot(qi, k + (b * T + j) * kvd + g * D, D);
-          mx = std::max(mx, p[j]);
-        }
-        double sum = 0.0;
-        for (int64_t j = j0; j <= i; ++j) {
-          p[j] = std::exp(p[j] - mx);
-          sum += p[j];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        float* o = out + (b * T + i) * qd + h * D;
-        std::fill(o, o + D, 0.0f);
-        for (int64_t j = j0; j <= i; ++j) {
-          p[j] *= inv;
-          axpy(o, v + (b * T + j) * kvd + g * D, p[j], D);
-        }
-      }
+      attention_forward_head(s, q, k, v, probs, out, task / s.n_head, task % s.n_head);
     }
   });
 }
@@ -106,41 +163,13 @@ void attention_forward(ThreadPool& pool, const AttentionShape& s, const float* q
 void attention_backward(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                         const float* v, const float* probs, const float* dout, float* dq, float* dk,
                         float* dv) {
-  const int64_t T = s.n_tokens, D = s.head_dim, qd = s.q_dim(), kvd = s.kv_dim();
-  const int32_t group = s.n_head / s.n_head_kv;
   // One task per (sequence, KV head): it alone writes that KV head's dK/dV rows and the dQ slices
   // of the query heads sharing it, so the result does not depend on the thread count.
   pool.parallel_for(int64_t{s.n_seq} * s.n_head_kv, [&](int64_t b0, int64_t e0) {
-    std::vector<float> dp(static_cast<size_t>(T));
+    std::vector<float> dp(static_cast<size_t>(s.n_tokens));
     for (int64_t task = b0; task < e0; ++task) {
-      const int64_t b = task / s.n_head_kv, g = task % s.n_head_kv;
-      for (int64_t t = 0; t < T; ++t) {
-        std::fill_n(dk + (b * T + t) * kvd + g * D, D, 0.0f);
-        std::fill_n(dv + (b * T + t) * kvd + g * D, D, 0.0f);
-      }
-      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-        for (int64_t i = 0; i < T; ++i) {
-          const float* p = probs + ((b * s.n_head + h) * T + i) * T;
-          const int64_t j0 = s.window > 0 ? std::max<int64_t>(0, i - s.window + 1) : 0;
-          const float* doi = dout + (b * T + i) * qd + h * D;
-          const float* qi = q + (b * T + i) * qd + h * D;
-          float* dqi = dq + (b * T + i) * qd + h * D;
-          std::fill(dqi, dqi + D, 0.0f);
-          double pdp = 0.0;
-          for (int64_t j = j0; j <= i; ++j) {
-            dp[static_cast<size_t>(j)] = dot(doi, v + (b * T + j) * kvd + g * D, D);
-            pdp += static_cast<double>(p[j]) * dp[static_cast<size_t>(j)];
-            axpy(dv + (b * T + j) * kvd + g * D, doi, p[j], D);
-          }
-          for (int64_t j = j0; j <= i; ++j) {
-            // d score_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij'); score = scale q_i . k_j
-            const float ds =
-                s.scale * p[j] * (dp[static_cast<size_t>(j)] - static_cast<float>(pdp));
-            axpy(dqi, k + (b * T + j) * kvd + g * D, ds, D);
-            axpy(dk + (b * T + j) * kvd + g * D, qi, ds, D);
-          }
-        }
-      }
+      attention_backward_group(s, q, k, v, probs, dout, dq, dk, dv, task / s.n_head_kv,
+                               task % s.n_head_kv, dp.data());
     }
   });
 }
@@ -174,56 +203,94 @@ void linear_forward(ThreadPool& pool, const cpu::Weight& w, const float* x, int6
   cpu::matmul(pool, w, x, n, y, scratch);
 }
 
-void linear_backward_input(ThreadPool& pool, const cpu::Weight& w, const float* dy, int64_t n,
-                           float* dx) {
-  const int64_t n_in = w.n_in, n_out = w.n_out;
-  const bool f32 = w.type == TensorType::F32;
-  // Split over tokens; each thread walks the weight rows once (dequantizing a tile of rows at a
-  // time for quantized types) and adds dy[t][r] * W[r] into its own tokens' dx rows.
-  constexpr int64_t kTile = 16;
-  pool.parallel_for(n, [&](int64_t tb, int64_t te) {
-    std::vector<float> tile(f32 ? 0 : static_cast<size_t>(kTile * n_in));
-    for (int64_t r0 = 0; r0 < n_out; r0 += kTile) {
-      const int64_t r1 = std::min(n_out, r0 + kTile);
-      if (!f32) {
-        for (int64_t r = r0; r < r1; ++r) cpu::dequantize_row(w, r, &tile[(r - r0) * n_in]);
-      }
-      auto row = [&](int64_t r) {
-        return f32 ? reinterpret_cast<const float*>(w.row(r)) : &tile[(r - r0) * n_in];
-      };
-      for (int64_t t = tb; t < te; ++t) {
-        float* dxt = dx + t * n_in;
-        const float* g = dy + t * n_out;
-        int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) {
-          axpy4(dxt, row(r), row(r + 1), row(r + 2), row(r + 3), g[r], g[r + 1], g[r + 2], g[r + 3],
-                n_in);
+namespace {
+
+// Reused buffers of the backward GEMMs (the trainer calls them from one thread; thread_local keeps
+// concurrent trainers apart). Grown, never shrunk: a step reuses the previous step's memory.
+struct GemmScratch {
+  std::vector<float> a, b, out;
+  std::vector<uint8_t> conv;
+};
+thread_local GemmScratch g_scratch;
+
+float* sized(std::vector<float>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// dst [cols][rows] = src [rows][cols]^T, where row r of src is row(r) (any weight type, made F32
+// by `load`). Blocks of 32 x 32 keep both sides in L1.
+template <class LoadRows>
+void transpose_rows(ThreadPool& pool, int64_t rows, int64_t cols, float* dst, LoadRows&& load) {
+  constexpr int64_t kB = 32;
+  pool.parallel_for((rows + kB - 1) / kB, [&](int64_t b0, int64_t b1) {
+    std::vector<float> tile(static_cast<size_t>(kB * cols));
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t r0 = blk * kB, r1 = std::min(rows, r0 + kB);
+      const float* src = load(r0, r1, tile.data());  // rows [r0, r1), stride cols
+      for (int64_t c0 = 0; c0 < cols; c0 += kB) {
+        const int64_t c1 = std::min(cols, c0 + kB);
+        for (int64_t c = c0; c < c1; ++c) {
+          float* d = dst + c * rows;
+          for (int64_t r = r0; r < r1; ++r) d[r] = src[(r - r0) * cols + c];
         }
-        for (; r < r1; ++r) axpy(dxt, row(r), g[r], n_in);
       }
     }
   });
 }
 
+void transpose_f32(ThreadPool& pool, const float* src, int64_t rows, int64_t cols, float* dst) {
+  transpose_rows(pool, rows, cols, dst,
+                 [&](int64_t r0, int64_t, float*) { return src + r0 * cols; });
+}
+
+// y [n][m] += t [n][m]
+void add_into(ThreadPool& pool, float* y, const float* t, int64_t n, int64_t m) {
+  pool.parallel_for(n, [&](int64_t b, int64_t e) {
+    for (int64_t i = b * m; i < e * m; ++i) y[i] += t[i];
+  });
+}
+
+}  // namespace
+
+// Both backward products run on the engine's register-tiled GEMM (cpu::matmul, y = x W^T over
+// rows that are contiguous along the reduced dimension) after transposing the operands whose
+// reduced dimension is strided. A transpose moves O(rows x cols) floats, the product does
+// O(n x rows x cols) FMAs: for a batch of n = B x T >= 64 tokens the transposes are a few per
+// cent of the work. Every output is one GEMM accumulator, independent of the thread count.
+void linear_backward_input(ThreadPool& pool, const cpu::Weight& w, const float* dy, int64_t n,
+                           float* dx) {
+  // dx [n][n_in] += dy [n][n_out] W = dy (W^T)^T: the GEMM's weight is W^T [n_in][n_out].
+  const int64_t n_in = w.n_in, n_out = w.n_out;
+  GemmScratch& s = g_scratch;
+  float* wt = sized(s.a, n_in * n_out);
+  if (w.type == TensorType::F32) {
+    transpose_rows(pool, n_out, n_in, wt, [&](int64_t r0, int64_t, float*) {
+      return reinterpret_cast<const float*>(w.row(r0));
+    });
+  } else {
+    transpose_rows(pool, n_out, n_in, wt, [&](int64_t r0, int64_t r1, float* tile) {
+      for (int64_t r = r0; r < r1; ++r) cpu::dequantize_row(w, r, tile + (r - r0) * n_in);
+      return static_cast<const float*>(tile);
+    });
+  }
+  float* out = sized(s.out, n * n_in);
+  cpu::matmul(pool, f32_weight(wt, n_in, n_out), dy, n, out, s.conv);
+  add_into(pool, dx, out, n, n_in);
+}
+
 void linear_backward_weight(ThreadPool& pool, const float* dy, const float* x, int64_t n,
                             int64_t n_out, int64_t n_in, float* dw) {
-  constexpr int64_t kTile = 8;
-  const int64_t n_tiles = (n_out + kTile - 1) / kTile;
-  pool.parallel_for(n_tiles, [&](int64_t b, int64_t e) {
-    for (int64_t tile = b; tile < e; ++tile) {
-      const int64_t r0 = tile * kTile, r1 = std::min(n_out, r0 + kTile);
-      for (int64_t r = r0; r < r1; ++r) {
-        float* dwr = dw + r * n_in;
-        int64_t t = 0;
-        for (; t + 4 <= n; t += 4) {
-          axpy4(dwr, x + t * n_in, x + (t + 1) * n_in, x + (t + 2) * n_in, x + (t + 3) * n_in,
-                dy[t * n_out + r], dy[(t + 1) * n_out + r], dy[(t + 2) * n_out + r],
-                dy[(t + 3) * n_out + r], n_in);
-        }
-        for (; t < n; ++t) axpy(dwr, x + t * n_in, dy[t * n_out + r], n_in);
-      }
-    }
-  });
+  // dW [n_out][n_in] += dy^T x: the GEMM's weight is x^T [n_in][n] and its activations dy^T
+  // [n_out][n], both contiguous along the tokens being summed over.
+  GemmScratch& s = g_scratch;
+  float* xt = sized(s.a, n_in * n);
+  float* dyt = sized(s.b, n_out * n);
+  transpose_f32(pool, x, n, n_in, xt);
+  transpose_f32(pool, dy, n, n_out, dyt);
+  float* out = sized(s.out, n_out * n_in);
+  cpu::matmul(pool, f32_weight(xt, n_in, n), dyt, n_out, out, s.conv);
+  add_into(pool, dw, out, n_out, n_in);
 }
 
 double cross_entropy(ThreadPool& pool, const float* logits, const int32_t* targets, int64_t n,
