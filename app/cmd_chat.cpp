@@ -8,6 +8,7 @@
 
 #include "app/chat_flags.h"
 #include "app/commands.h"
+#include "app/common.h"
 #include "app/util.h"
 #include "platform/audit/audit.h"
 #include "platform/chat/repl.h"
@@ -45,6 +46,9 @@ int run_chat(const ChatFlags& f) {
   if (!config.ok()) return fail(config.error());
   auto settings = provider_settings(*config);
   if (!settings.ok()) return fail(settings.error());
+  if (settings->provider == "builtin" && settings->model.empty()) {
+    if (auto bundled = bundled_model_path()) settings->model = *bundled;  // kandil's own model
+  }
   auto provider = make_provider(*settings);
   if (!provider.ok()) return fail(provider.error());
   auto store = SessionStore::open(database_path());

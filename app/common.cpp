@@ -5,13 +5,15 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 namespace kandil::app {
 
 void add_model_options(CLI::App* cmd, ModelOptions& opt) {
-  cmd->add_option("-m,--model", opt.model, "GGUF model file or Hugging Face model folder (default: $KANDIL_MODEL)");
+  cmd->add_option("-m,--model", opt.model,
+                  "GGUF model file or Hugging Face model folder (default: $KANDIL_MODEL)");
   cmd->add_option("-t,--threads", opt.threads, "Threads (default: all cores)");
   cmd->add_option("-c,--ctx-size", opt.ctx, "Context size in tokens (default: model's, max 4096)");
   cmd->add_option("-b,--batch-size", opt.batch, "Tokens per forward pass")->capture_default_str();
@@ -36,12 +38,31 @@ Result<KvCacheType> parse_cache_type(const std::string& name) {
   return Error{fmt::format("unknown KV cache type '{}' (expected f16, f32 or q8_0)", name)};
 }
 
+std::optional<std::string> bundled_model_path() {
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return std::nullopt;
+  const std::filesystem::path dir = exe.parent_path();
+  // build/<preset>/kandil in a checkout; <prefix>/bin/kandil when installed.
+  for (const std::filesystem::path& candidate :
+       {dir / "../../models" / kBundledModelFile,
+        dir / "../share/kandil/models" / kBundledModelFile}) {
+    if (std::filesystem::is_regular_file(candidate, ec)) {
+      return std::filesystem::weakly_canonical(candidate, ec).string();
+    }
+  }
+  return std::nullopt;
+}
+
 Result<std::string> resolve_model_path(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("KANDIL_MODEL"); env && *env) return std::string(env);
-  return Error{
+  if (auto bundled = bundled_model_path()) return *bundled;
+  return Error{fmt::format(
       "no model given: pass -m MODEL.gguf or set KANDIL_MODEL (any LLaMA-family GGUF works, e.g. "
-      "TinyLlama or Llama-2 in Q4_K_M / Q8_0 / F16)"};
+      "TinyLlama or Llama-2 in Q4_K_M / Q8_0 / F16); kandil's own models/{} was not found beside "
+      "this binary",
+      kBundledModelFile)};
 }
 
 Result<Loaded> load_model(const ModelOptions& opt) {

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,13 @@ const std::vector<std::string>& cache_type_names();
 extern const char* const kCacheTypeHelp;
 Result<KvCacheType> parse_cache_type(const std::string& name);
 
-// The model named by -m, else $KANDIL_MODEL.
+// kandil's own default model (docs/default-model.md), committed under models/.
+inline constexpr const char* kBundledModelFile = "kandil-code-12m-q8_0.gguf";
+// Its path when the file sits in the checkout this binary was built in (build/<preset>/kandil ->
+// models/) or in an install tree (<prefix>/bin/kandil -> <prefix>/share/kandil/models/).
+std::optional<std::string> bundled_model_path();
+
+// The model named by -m, else $KANDIL_MODEL, else the bundled default model.
 Result<std::string> resolve_model_path(const std::string& flag);
 
 struct Loaded {

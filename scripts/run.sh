@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fresh Debian 12 -> build kandil (release) -> run it on its default.
-# Until kandil ships its own default model, the default is the model in $KANDIL_MODEL.
+# Fresh Debian 12 -> build kandil (release) -> run it on its default: the model in $KANDIL_MODEL,
+# else kandil's own small code model (models/kandil-code-12m-q8_0.gguf, docs/default-model.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -10,6 +10,14 @@ bin=build/release/kandil
 if [[ -n "${KANDIL_MODEL:-}" ]]; then
   printf '%s' "${KANDIL_PROMPT:-Once upon a time}"
   exec "$bin" run -m "$KANDIL_MODEL" -p "${KANDIL_PROMPT:-Once upon a time}" "$@"
+fi
+if [[ -f models/kandil-code-12m-q8_0.gguf ]]; then
+  prompt=${KANDIL_PROMPT:-import os
+import sys
+
+def main(}
+  printf '%s' "$prompt"
+  exec "$bin" run -p "$prompt" -n "${KANDIL_N:-96}" "$@"
 fi
 cat <<MSG
 kandil is built: $bin

@@ -11,6 +11,7 @@
 
 namespace {
 
+using kandil::testing::bundled_model;
 using kandil::testing::run_kandil;
 
 std::string synth_model(const std::string& dir) {
@@ -81,9 +82,11 @@ TEST(Cli, BadInputFailsWithMessageAndNonZeroExit) {
     EXPECT_EQ(r.err.find("Sanitizer"), std::string::npos) << r.err;
   }
 
-  auto no_model = run_kandil("run -p hi");
-  EXPECT_NE(no_model.exit_code, 0);
-  EXPECT_NE(no_model.err.find("no model given"), std::string::npos) << no_model.err;
+  if (!std::filesystem::exists(bundled_model())) {  // else DefaultModelIsBundled covers it
+    auto no_model = run_kandil("run -p hi");
+    EXPECT_NE(no_model.exit_code, 0);
+    EXPECT_NE(no_model.err.find("no model given"), std::string::npos) << no_model.err;
+  }
 
   auto bad_bias = run_kandil("run -m " + model + " -p hi -n 1 --logit-bias nonsense");
   EXPECT_NE(bad_bias.exit_code, 0);
@@ -91,6 +94,20 @@ TEST(Cli, BadInputFailsWithMessageAndNonZeroExit) {
 
   auto bad_flag = run_kandil("run -m " + model + " --cache-type q3");
   EXPECT_NE(bad_flag.exit_code, 0);
+}
+
+// kandil's own model (models/, docs/default-model.md) is what run and chat use without -m.
+TEST(Cli, DefaultModelIsBundled) {
+  if (!std::filesystem::exists(bundled_model())) {
+    GTEST_SKIP() << bundled_model() << " is not in this checkout";
+  }
+  auto r = run_kandil("run -p 'import os' -n 16 --temp 0 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"].size(), 16u);
+  auto info = run_kandil("info " + bundled_model() + " --json");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("kandil-code-12m"), std::string::npos);
 }
 
 TEST(Cli, TokenizeJsonOnFixtureVocab) {

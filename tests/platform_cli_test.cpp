@@ -49,6 +49,19 @@ void stream_answer(const HttpRequestSeen&, Conn& c) {
   c.sse("", "[DONE]");
 }
 
+// Without -m, KANDIL_MODEL or a configured model, chat answers with kandil's own model.
+TEST(PlatformCli, ChatUsesTheBundledModelByDefault) {
+  if (!std::filesystem::exists(kandil::testing::bundled_model())) {
+    GTEST_SKIP() << kandil::testing::bundled_model() << " is not in this checkout";
+  }
+  const std::string home = kandil::testing::temp_dir();
+  auto r = kandil_in(home, home, "", "chat -p 'def main():' --max-tokens 8 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_NE(j["model"].get<std::string>().find("kandil-code-12m"), std::string::npos) << r.out;
+  std::filesystem::remove_all(home);
+}
+
 TEST(PlatformCli, ConfigPrecedenceThroughTheBinary) {
   const std::string home = kandil::testing::temp_dir();
   const std::string proj = home + "/proj";

@@ -65,6 +65,11 @@ struct CommandResult {
 };
 
 // Runs the `kandil` binary with `args` (shell syntax), capturing stdout, stderr and the exit code.
+// kandil's own default model in this checkout (models/; may be absent in a partial clone).
+inline std::string bundled_model() {
+  return std::string(KANDIL_SOURCE_DIR) + "/models/kandil-code-12m-q8_0.gguf";
+}
+
 inline CommandResult run_kandil(const std::string& args) {
   const std::string err_file = temp_dir() + "/stderr.txt";
   const std::string cmd = std::string(KANDIL_BINARY) + " " + args + " 2>" + err_file;
