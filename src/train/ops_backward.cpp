@@ -5,29 +5,28 @@
 #include <cstring>
 #include <limits>
 
+#include "base/cpu_features.h"
 #include "ops/ops.h"
 
 namespace kandil::train {
 
 namespace {
 
-// The attention loops below are compiled once per ISA (AVX-512, AVX2, baseline) and picked at load
-// time by the dynamic loader (GCC/Clang target_clones): the rest of the library stays baseline
-// x86-64, as the engine's hand-written kernels do through their own dispatch.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(KANDIL_NO_TARGET_CLONES)
-#define KANDIL_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KANDIL_ISA_CLONES
-#endif
+// The attention loops below are compiled once per ISA (AVX-512, AVX2, baseline) from one body:
+// the body and its helpers are always_inline, so each target-attributed wrapper gets its own copy
+// compiled for that target, and attention_kernels() picks one at run time from the CPU features
+// (the rest of the library stays baseline x86-64, as the engine's kernels do through their own
+// dispatch). Not target_clones: its ifunc resolvers run before ThreadSanitizer's runtime is up.
+#define KANDIL_ALWAYS_INLINE inline __attribute__((always_inline))
 
 // y[i] += a * x[i]
-inline void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
+KANDIL_ALWAYS_INLINE void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 // Sixteen independent partial sums: a fixed order the compiler can keep in one vector register
 // (a single running sum is a dependency chain it may not reorder without -ffast-math).
-inline float dot(const float* __restrict a, const float* __restrict b, int64_t n) {
+KANDIL_ALWAYS_INLINE float dot(const float* __restrict a, const float* __restrict b, int64_t n) {
   constexpr int kLanes = 16;
   float acc[kLanes] = {};
   int64_t i = 0;
@@ -83,9 +82,9 @@ void rope_backward(float* dx, int32_t n_heads, const ModelConfig& c, int32_t pos
 namespace {
 
 // Query head h of sequence b: probabilities and output rows.
-KANDIL_ISA_CLONES void attention_forward_head(const AttentionShape& s, const float* q,
-                                              const float* k, const float* v, float* probs,
-                                              float* out, int64_t b, int64_t h) {
+KANDIL_ALWAYS_INLINE void attention_forward_head(const AttentionShape& s, const float* q,
+                                                 const float* k, const float* v, float* probs,
+                                                 float* out, int64_t b, int64_t h) {
   const int64_t T = s.n_tokens, D = s.head_dim, qd = s.q_dim(), kvd = s.kv_dim();
   const int64_t g = h / (s.n_head / s.n_head_kv);
   for (int64_t i = 0; i < T; ++i) {
@@ -115,10 +114,11 @@ KANDIL_ISA_CLONES void attention_forward_head(const AttentionShape& s, const flo
 
 // KV head g of sequence b and the query heads sharing it: overwrites their dK/dV rows and dQ
 // slices. dp is scratch of T floats.
-KANDIL_ISA_CLONES void attention_backward_group(const AttentionShape& s, const float* q,
-                                                const float* k, const float* v, const float* probs,
-                                                const float* dout, float* dq, float* dk, float* dv,
-                                                int64_t b, int64_t g, float* dp) {
+KANDIL_ALWAYS_INLINE void attention_backward_group(const AttentionShape& s, const float* q,
+                                                   const float* k, const float* v,
+                                                   const float* probs, const float* dout, float* dq,
+                                                   float* dk, float* dv, int64_t b, int64_t g,
+                                                   float* dp) {
   const int64_t T = s.n_tokens, D = s.head_dim, qd = s.q_dim(), kvd = s.kv_dim();
   const int64_t group = s.n_head / s.n_head_kv;
   for (int64_t t = 0; t < T; ++t) {
@@ -149,13 +149,60 @@ KANDIL_ISA_CLONES void attention_backward_group(const AttentionShape& s, const f
   }
 }
 
+using ForwardHeadFn = void (*)(const AttentionShape&, const float*, const float*, const float*,
+                               float*, float*, int64_t, int64_t);
+using BackwardGroupFn = void (*)(const AttentionShape&, const float*, const float*, const float*,
+                                 const float*, const float*, float*, float*, float*, int64_t,
+                                 int64_t, float*);
+
+// One wrapper pair per target; ATTRS is empty for the baseline.
+#define KANDIL_ATTENTION_KERNELS(SUFFIX, ATTRS)                                                    \
+  ATTRS void attention_forward_head_##SUFFIX(const AttentionShape& s, const float* q,              \
+                                             const float* k, const float* v, float* probs,         \
+                                             float* out, int64_t b, int64_t h) {                   \
+    attention_forward_head(s, q, k, v, probs, out, b, h);                                          \
+  }                                                                                                \
+  ATTRS void attention_backward_group_##SUFFIX(                                                    \
+      const AttentionShape& s, const float* q, const float* k, const float* v, const float* probs, \
+      const float* dout, float* dq, float* dk, float* dv, int64_t b, int64_t g, float* dp) {       \
+    attention_backward_group(s, q, k, v, probs, dout, dq, dk, dv, b, g, dp);                       \
+  }
+
+KANDIL_ATTENTION_KERNELS(base, )
+#if defined(__x86_64__) && defined(__GNUC__)
+KANDIL_ATTENTION_KERNELS(avx2, __attribute__((target("avx2,fma"))))
+KANDIL_ATTENTION_KERNELS(avx512, __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))))
+#endif
+
+struct AttentionKernels {
+  ForwardHeadFn forward = attention_forward_head_base;
+  BackwardGroupFn backward = attention_backward_group_base;
+};
+
+const AttentionKernels& attention_kernels() {
+  static const AttentionKernels k = [] {
+    AttentionKernels r;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const CpuFeatures& f = cpu_features();
+    if (f.avx512f && f.avx512bw && f.avx512vl && f.avx2 && f.fma) {
+      r = {attention_forward_head_avx512, attention_backward_group_avx512};
+    } else if (f.avx2 && f.fma) {
+      r = {attention_forward_head_avx2, attention_backward_group_avx2};
+    }
+#endif
+    return r;
+  }();
+  return k;
+}
+
 }  // namespace
 
 void attention_forward(ThreadPool& pool, const AttentionShape& s, const float* q, const float* k,
                        const float* v, float* probs, float* out) {
+  const ForwardHeadFn kernel = attention_kernels().forward;
   pool.parallel_for(int64_t{s.n_seq} * s.n_head, [&](int64_t b0, int64_t e0) {
     for (int64_t task = b0; task < e0; ++task) {
-      attention_forward_head(s, q, k, v, probs, out, task / s.n_head, task % s.n_head);
+      kernel(s, q, k, v, probs, out, task / s.n_head, task % s.n_head);
     }
   });
 }
@@ -165,11 +212,12 @@ void attention_backward(ThreadPool& pool, const AttentionShape& s, const float* 
                         float* dv) {
   // One task per (sequence, KV head): it alone writes that KV head's dK/dV rows and the dQ slices
   // of the query heads sharing it, so the result does not depend on the thread count.
+  const BackwardGroupFn kernel = attention_kernels().backward;
   pool.parallel_for(int64_t{s.n_seq} * s.n_head_kv, [&](int64_t b0, int64_t e0) {
     std::vector<float> dp(static_cast<size_t>(s.n_tokens));
     for (int64_t task = b0; task < e0; ++task) {
-      attention_backward_group(s, q, k, v, probs, dout, dq, dk, dv, task / s.n_head_kv,
-                               task % s.n_head_kv, dp.data());
+      kernel(s, q, k, v, probs, dout, dq, dk, dv, task / s.n_head_kv, task % s.n_head_kv,
+             dp.data());
     }
   });
 }
