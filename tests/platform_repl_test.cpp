@@ -48,7 +48,7 @@ class Pty {
     ASSERT_EQ(::write(fd_, s.data(), s.size()), static_cast<ssize_t>(s.size()));
   }
   // Reads until `what` appears after the current mark (returns false after `seconds`).
-  bool expect(const std::string& what, double seconds = 10) {
+  bool expect(const std::string& what, double seconds = 30) {
     const auto until = Clock::now() + std::chrono::duration<double>(seconds);
     for (;;) {
       size_t at = out_.find(what, mark_);
@@ -66,7 +66,7 @@ class Pty {
       }
     }
   }
-  int wait_exit(double seconds = 10) {
+  int wait_exit(double seconds = 60) {
     const auto until = Clock::now() + std::chrono::duration<double>(seconds);
     int status = 0;
     while (Clock::now() < until) {
@@ -156,13 +156,13 @@ TEST(PlatformRepl, StreamsCancelsKeepsHistoryAndRestoresSessions) {
     pty.send("/frobnicate\r");
     ASSERT_TRUE(pty.expect("unknown command /frobnicate"));
     ASSERT_TRUE(pty.expect("> "));
-    // Ctrl-D, again while the REPL has not exited: even after the prompt is printed, libedit may
-    // still be switching the terminal mode, which flushes a key typed in between (seen under ASan
-    // on a loaded machine). A second Ctrl-D at an empty prompt means the same.
+    // Ctrl-D, again while the REPL has not exited (a second Ctrl-D at an empty prompt means the
+    // same). Exiting closes the session database, whose fsync can wait many seconds behind other
+    // processes' writeback on a busy disk: the limits here only bound a hang.
     int exit_code = -2;
-    for (int attempt = 0; attempt < 5 && exit_code == -2; ++attempt) {
+    for (int attempt = 0; attempt < 3 && exit_code == -2; ++attempt) {
       pty.send("\x04");
-      exit_code = pty.wait_exit(3);
+      exit_code = pty.wait_exit(30);
     }
     EXPECT_EQ(exit_code, 0) << pty.output();
     EXPECT_EQ(pty.output().find("sk-pty-secret-777"), std::string::npos);
