@@ -269,10 +269,11 @@ float* sized(std::vector<float>& v, int64_t n) {
 // dst [cols][rows] = src [rows][cols]^T, where row r of src is row(r) (any weight type, made F32
 // by `load`). Blocks of 32 x 32 keep both sides in L1.
 template <class LoadRows>
-void transpose_rows(ThreadPool& pool, int64_t rows, int64_t cols, float* dst, LoadRows&& load) {
+void transpose_rows(ThreadPool& pool, int64_t rows, int64_t cols, float* dst, bool convert,
+                    LoadRows&& load) {
   constexpr int64_t kB = 32;
   pool.parallel_for((rows + kB - 1) / kB, [&](int64_t b0, int64_t b1) {
-    std::vector<float> tile(static_cast<size_t>(kB * cols));
+    std::vector<float> tile(convert ? static_cast<size_t>(kB * cols) : 0);  // F32 views: unused
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t r0 = blk * kB, r1 = std::min(rows, r0 + kB);
       const float* src = load(r0, r1, tile.data());  // rows [r0, r1), stride cols
@@ -288,7 +289,7 @@ void transpose_rows(ThreadPool& pool, int64_t rows, int64_t cols, float* dst, Lo
 }
 
 void transpose_f32(ThreadPool& pool, const float* src, int64_t rows, int64_t cols, float* dst) {
-  transpose_rows(pool, rows, cols, dst,
+  transpose_rows(pool, rows, cols, dst, false,
                  [&](int64_t r0, int64_t, float*) { return src + r0 * cols; });
 }
 
@@ -312,12 +313,12 @@ void linear_backward_input(ThreadPool& pool, const cpu::Weight& w, const float* 
   const int64_t n_in = w.n_in, n_out = w.n_out;
   GemmScratch& s = g_scratch;
   float* wt = sized(s.a, n_in * n_out);
-  if (w.type == TensorType::F32) {
-    transpose_rows(pool, n_out, n_in, wt, [&](int64_t r0, int64_t, float*) {
+  if (w.type == TensorType::F32 && w.row_bytes == static_cast<size_t>(n_in) * sizeof(float)) {
+    transpose_rows(pool, n_out, n_in, wt, false, [&](int64_t r0, int64_t, float*) {
       return reinterpret_cast<const float*>(w.row(r0));
     });
   } else {
-    transpose_rows(pool, n_out, n_in, wt, [&](int64_t r0, int64_t r1, float* tile) {
+    transpose_rows(pool, n_out, n_in, wt, true, [&](int64_t r0, int64_t r1, float* tile) {
       for (int64_t r = r0; r < r1; ++r) cpu::dequantize_row(w, r, tile + (r - r0) * n_in);
       return static_cast<const float*>(tile);
     });
