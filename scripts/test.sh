@@ -39,7 +39,8 @@ echo "coverage report: build/asan-coverage/coverage.txt"
 step "thread sanitizer: LoRA hot-swap while other threads generate"
 cmake --preset tsan >/dev/null
 cmake --build --preset tsan -j "$jobs" --target kandil_lora_tests
-ctest --preset tsan -R 'LoraConcurrency' --timeout "$test_timeout"
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" timeout "$test_timeout" \
+  build/tsan/kandil_lora_tests --gtest_filter='LoraConcurrency.*'
 
 step "fuzz (libFuzzer, ${fuzz_seconds}s per target)"
 cmake --preset fuzz >/dev/null

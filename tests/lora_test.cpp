@@ -604,7 +604,7 @@ TEST(Lora, GgufValidationErrorsNameTheProblem) {
   EXPECT_EQ(info->n_pairs, 1);
 }
 
-// --- concurrency (also run under ThreadSanitizer: ctest --preset tsan -R LoraConcurrency) -------
+// --- concurrency (also run under ThreadSanitizer: build/tsan/kandil_lora_tests, scripts/test.sh) ---
 
 std::vector<TokenId> greedy(Context& ctx, int n) {
   SamplingParams sp;
