@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -82,6 +83,23 @@ class Pty {
       }
     }
     return -2;
+  }
+  // Where each thread of a process that has not exited is waiting (kernel function and system
+  // call), so a hang reported by CI says what it waited on.
+  std::string where() const {
+    std::string s;
+    const std::string task = "/proc/" + std::to_string(pid_) + "/task";
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator(task, ec)) {
+      auto field = [&](const char* name) {
+        std::string v = kandil::testing::read_file(t.path().string() + "/" + name);
+        while (!v.empty() && (v.back() == '\n' || v.back() == '\0')) v.pop_back();
+        return v;
+      };
+      s += "thread " + t.path().filename().string() + ": wchan=" + field("wchan") +
+           " syscall=" + field("syscall") + "\n" + field("stack") + "\n";
+    }
+    return s;
   }
   const std::string& output() const { return out_; }
   std::string since_mark() const { return out_.substr(mark_); }
@@ -164,7 +182,7 @@ TEST(PlatformRepl, StreamsCancelsKeepsHistoryAndRestoresSessions) {
       pty.send("\x04");
       exit_code = pty.wait_exit(30);
     }
-    EXPECT_EQ(exit_code, 0) << pty.output();
+    EXPECT_EQ(exit_code, 0) << pty.output() << (exit_code == -2 ? pty.where() : "");
     EXPECT_EQ(pty.output().find("sk-pty-secret-777"), std::string::npos);
   }
   const std::string history = kandil::testing::read_file(dir + "/data/kandil/history");

@@ -108,6 +108,9 @@ Result<std::unique_ptr<SessionStore>> SessionStore::open(const std::string& path
   }
   std::unique_ptr<SessionStore> store(new SessionStore(db));
   sqlite3_busy_timeout(db, 5000);
+  // Every commit is already durable in the WAL; closing leaves the WAL for the next open (or the
+  // automatic checkpoint) to fold in, so leaving `kandil chat` never waits on the disk's fsync.
+  sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   // WAL + synchronous=FULL: a committed transaction survives a crash of the process or machine.
   for (const char* pragma :
        {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
