@@ -23,10 +23,7 @@ step "NEON kernels (AArch64 cross-compile, checked under qemu-user)"
 scripts/check_neon.sh
 
 # One instrumented build serves both the sanitizers and line coverage: a separate -O0 coverage
-# build and test run would double the longest stage. Its test preset leaves out the three
-# parity checks against external references (npm jinja and tokenizers, llama-quantize on the
-# fixtures): they run above in the release build, and under ASan they took ~17 minutes of CPU
-# for code that the unit tests already drive through the same paths.
+# build and test run would double the longest stage.
 step "asan + ubsan + coverage build + tests"
 cmake --preset asan-coverage >/dev/null
 find build/asan-coverage -name '*.gcda' -delete 2>/dev/null || true

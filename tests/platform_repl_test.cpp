@@ -87,9 +87,11 @@ class Pty {
   // Where each thread of a process that has not exited is waiting (kernel function and system
   // call), so a hang reported by CI says what it waited on.
   std::string where() const {
-    std::string s;
-    const std::string task = "/proc/" + std::to_string(pid_) + "/task";
+    const std::string proc = "/proc/" + std::to_string(pid_);
     std::error_code ec;
+    if (!std::filesystem::exists(proc, ec)) return "process " + std::to_string(pid_) + " is gone\n";
+    std::string s = "stat: " + kandil::testing::read_file(proc + "/stat") + "\n";
+    const std::string task = proc + "/task";
     for (const auto& t : std::filesystem::directory_iterator(task, ec)) {
       auto field = [&](const char* name) {
         std::string v = kandil::testing::read_file(t.path().string() + "/" + name);
