@@ -90,16 +90,16 @@ class Pty {
     const std::string proc = "/proc/" + std::to_string(pid_);
     std::error_code ec;
     if (!std::filesystem::exists(proc, ec)) return "process " + std::to_string(pid_) + " is gone\n";
-    std::string s = "stat: " + kandil::testing::read_file(proc + "/stat") + "\n";
-    const std::string task = proc + "/task";
-    for (const auto& t : std::filesystem::directory_iterator(task, ec)) {
-      auto field = [&](const char* name) {
-        std::string v = kandil::testing::read_file(t.path().string() + "/" + name);
-        while (!v.empty() && (v.back() == '\n' || v.back() == '\0')) v.pop_back();
-        return v;
-      };
-      s += "thread " + t.path().filename().string() + ": wchan=" + field("wchan") +
-           " syscall=" + field("syscall") + "\n" + field("stack") + "\n";
+    auto field = [](const std::string& path) {
+      std::string v = kandil::testing::read_file(path);
+      while (!v.empty() && (v.back() == '\n' || v.back() == '\0')) v.pop_back();
+      return v;
+    };
+    std::string s = "stat: " + field(proc + "/stat") + "\n";
+    for (const auto& t : std::filesystem::directory_iterator(proc + "/task", ec)) {
+      const std::string dir = t.path().string() + "/";
+      s += "thread " + t.path().filename().string() + ": wchan=" + field(dir + "wchan") +
+           " syscall=" + field(dir + "syscall") + "\n" + field(dir + "stack") + "\n";
     }
     return s;
   }
